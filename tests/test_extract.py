@@ -1,0 +1,124 @@
+"""Precomputing AST features and lyric tokens for a split (utils.extract)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from utils import extract
+from utils.config import get_profile
+from utils.features import reference_features
+from utils.text import TokenCache
+
+PROFILE = get_profile("tiny")
+LINES = ("the river runs under the mountain", "we dance all night in the city light",
+         "hold my hand and sing with me", "thunder on the highway home")
+
+
+def _write_corpus(root: Path) -> Path:
+    """train: 5 good songs, one without audio, one with garbage audio, one with empty lyrics;
+    val: 2 good songs."""
+    rng = np.random.default_rng(0)
+    (root / "audio").mkdir(parents=True)
+    sr, n = PROFILE.audio.sample_rate, PROFILE.clip_samples
+    splits = {"train": [f"song{i}" for i in range(5)] + ["noaudio", "garbage", "nolyrics"],
+              "val": ["val0", "val1"]}
+    for split, ids in splits.items():
+        with (root / f"{split}.jsonl").open("w") as fh:
+            for k, song_id in enumerate(ids):
+                lyrics = "" if song_id == "nolyrics" else "\n".join(rng.choice(LINES, size=3)) + f" {song_id}"
+                fh.write(json.dumps({"id": song_id, "lyrics": lyrics, "primary_short": "pop",
+                                     "emotion": "Happy", "valence": 0.7, "energy": 0.5}) + "\n")
+                if song_id == "noaudio":
+                    continue
+                if song_id == "garbage":
+                    (root / "audio" / f"{song_id}.wav").write_bytes(b"RIFF....not a wav")
+                    continue
+                t = np.arange(n) / sr
+                wave = 0.3 * np.sin(2 * np.pi * (200 + 50 * k) * t) + 0.01 * rng.standard_normal(n)
+                sf.write(str(root / "audio" / f"{song_id}.wav"), wave.astype(np.float32), sr)
+    return root
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    return _write_corpus(tmp_path / "corpus")
+
+
+def test_features_match_the_reference_extractor_and_skip_bad_audio(corpus):
+    report = extract.extract_features(corpus, "train", PROFILE, batch_size=3, show_progress=False)
+    assert report.features == {"songs": 8, "done_before": 0, "written": 6, "skipped": 2}
+    assert report.problems["audio missing"] == ["noaudio"]
+    assert len(report.problems["audio unreadable or too short"]) == 1
+    shape = (PROFILE.audio.max_length, PROFILE.audio.num_mel_bins)
+    for song_id in ["song0", "song4", "nolyrics"]:
+        feature = np.load(corpus / "features" / f"{song_id}.npy", allow_pickle=False)
+        assert feature.shape == shape and feature.dtype == np.float32
+    wave, _ = sf.read(str(corpus / "audio" / "song2.wav"), dtype="float32")
+    expected = reference_features(wave, PROFILE.audio)
+    got = np.load(corpus / "features" / "song2.npy")
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+    assert not list((corpus / "features").glob("*.part"))
+
+
+def test_features_resume_and_redo_broken_files(corpus):
+    extract.extract_features(corpus, "train", PROFILE, show_progress=False)
+    kept = corpus / "features" / "song1.npy"
+    before = kept.stat().st_mtime_ns
+    (corpus / "features" / "song3.npy").write_bytes(b"\x93NUMPY truncated")
+    again = extract.extract_features(corpus, "train", PROFILE, show_progress=False)
+    assert again.features["done_before"] == 5 and again.features["written"] == 1
+    assert kept.stat().st_mtime_ns == before
+    assert np.load(corpus / "features" / "song3.npy").shape == (PROFILE.audio.max_length,
+                                                                PROFILE.audio.num_mel_bins)
+
+
+def test_tokens_match_the_training_tokenisation_and_resume(corpus):
+    tokenizer = extract.resolve_tokenizer(PROFILE, corpus)
+    assert (corpus / "tokenizer" / "vocab.json").is_file()
+    max_tokens = PROFILE.model.max_tokens
+    report = extract.extract_tokens(corpus, "train", tokenizer, max_tokens, batch_size=2,
+                                    show_progress=False)
+    assert report.tokens == {"songs": 8, "done_before": 0, "written": 7, "skipped": 1}
+    assert report.problems["lyrics empty"] == ["nolyrics"]
+    tokens = json.loads((corpus / "tokens.json").read_text())
+    lyrics = {json.loads(l)["id"]: json.loads(l)["lyrics"]
+              for l in (corpus / "train.jsonl").read_text().splitlines()}
+    expected = TokenCache(tokenizer, max_tokens)([lyrics["song0"]])
+    assert tokens["song0"]["input_ids"] == expected["input_ids"][0].tolist()
+    assert tokens["song0"]["attention_mask"] == expected["attention_mask"][0].tolist()
+    assert all(len(t["input_ids"]) == max_tokens for t in tokens.values())
+
+    extract.extract_tokens(corpus, "val", tokenizer, max_tokens, show_progress=False)
+    again = extract.extract_tokens(corpus, "train", tokenizer, max_tokens, show_progress=False)
+    assert again.tokens["done_before"] == 7 and again.tokens["written"] == 0
+    tokens = json.loads((corpus / "tokens.json").read_text())
+    assert {"song0", "val0", "val1"} <= set(tokens)                 # other splits kept
+
+
+def test_resolve_tokenizer_reuses_the_saved_one(corpus):
+    first = extract.resolve_tokenizer(PROFILE, corpus)
+    vocab = (corpus / "tokenizer" / "vocab.json").read_text()
+    (corpus / "train.jsonl").write_text("")                          # would fail if retrained
+    second = extract.resolve_tokenizer(PROFILE, corpus)
+    assert (corpus / "tokenizer" / "vocab.json").read_text() == vocab
+    assert first("hold my hand")["input_ids"] == second("hold my hand")["input_ids"]
+
+
+def test_extract_split_end_to_end_and_bad_inputs(corpus):
+    report = extract.extract_split(corpus, "val", PROFILE, show_progress=False)
+    assert report.features["written"] == 2 and report.tokens["written"] == 2
+    assert "features:" in report.summary()
+    with pytest.raises(ValueError, match="split"):
+        extract.read_split_records(corpus, "holdout")
+    with pytest.raises(FileNotFoundError, match="test.jsonl"):
+        extract.read_split_records(corpus, "test")
+    (corpus / "test.jsonl").write_text('{"id": "a", "lyrics": "x"}\n{"id": "a", "lyrics": "y"}\n')
+    with pytest.raises(ValueError, match="repeated id"):
+        extract.read_split_records(corpus, "test")
+    (corpus / "tokens.json").write_text("{broken")
+    with pytest.raises(ValueError, match="tokens.json"):
+        extract.extract_tokens(corpus, "val", None, 8, show_progress=False)

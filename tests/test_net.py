@@ -1,0 +1,240 @@
+"""The network interface helpers (utils.net): redaction, retries, rate limits, progress files,
+atomic downloads and the fake client. No test touches the real network."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from utils import net
+from utils.net import (FakeClient, NetError, ProgressLog, RateLimiter, RetryPolicy, Skip,
+                       error_for_status, finalize_part, parse_videos_response, part_path_for,
+                       redact, run_resumable)
+
+
+# ------------------------------------------------------------------ redaction
+def test_redact_removes_env_keys_and_key_like_parameters(monkeypatch):
+    monkeypatch.setenv("YOUTUBE_API_KEY", "AIzaFAKE-KEY-0123")
+    monkeypatch.setenv("GENIUS_ACCESS_TOKEN", "genius_tok_987")
+    text = ("GET https://www.googleapis.com/youtube/v3/videos?part=snippet&key=AIzaFAKE-KEY-0123&id=x "
+            "failed; header Authorization: Bearer genius_tok_987; also access_token=other_secret&q=1; "
+            "raw AIzaFAKE-KEY-0123 in text")
+    out = redact(text)
+    for secret in ("AIzaFAKE-KEY-0123", "genius_tok_987", "other_secret"):
+        assert secret not in out
+    assert "key=***" in out and "Bearer ***" in out and "access_token=***&q=1" in out
+    assert "part=snippet" in out and "id=x" in out          # the rest survives
+
+
+def test_net_error_message_is_redacted(monkeypatch):
+    monkeypatch.setenv("GENIUS_ACCESS_TOKEN", "tok_SECRET_555")
+    err = NetError("HTTP 500 at https://api.genius.com/search?access_token=tok_SECRET_555")
+    assert "tok_SECRET_555" not in str(err)
+
+
+def test_secret_from_env_names_the_variable(monkeypatch):
+    monkeypatch.delenv("YOUTUBE_API_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="YOUTUBE_API_KEY"):
+        net.secret_from_env("YOUTUBE_API_KEY")
+
+
+def test_web_client_without_key_fails_before_any_request(monkeypatch):
+    monkeypatch.delenv("YOUTUBE_API_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="YOUTUBE_API_KEY"):
+        net.WebClient().video_titles(["dQw4w9WgXcQ"])
+
+
+# ------------------------------------------------------------------ retries and rate limits
+def test_error_for_status_retryable_only_for_429_and_5xx():
+    assert error_for_status(429, "x").retryable
+    assert error_for_status(503, "x").retryable
+    assert not error_for_status(404, "x").retryable
+    assert not error_for_status(400, "x").retryable
+
+
+def test_retry_policy_backoff_and_success_after_failures():
+    sleeps, calls = [], []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise error_for_status(429, "slow down")
+        return "done"
+
+    policy = RetryPolicy(attempts=4, base_delay=1.5, max_delay=60, sleep=sleeps.append)
+    assert policy.call(flaky) == "done"
+    assert len(calls) == 3
+    assert sleeps == [1.5, 3.0]                       # 1.5 * 2**0, 1.5 * 2**1
+
+
+def test_retry_policy_honours_retry_after_and_max_delay():
+    policy = RetryPolicy(base_delay=1.0, max_delay=10.0)
+    assert policy.delay(1, retry_after=7) == 7.0
+    assert policy.delay(1, retry_after=100) == 10.0
+    assert policy.delay(5) == 10.0                    # 16 capped at 10
+
+
+def test_retry_policy_gives_up_and_does_not_retry_client_errors():
+    sleeps = []
+    policy = RetryPolicy(attempts=3, base_delay=1.0, sleep=sleeps.append)
+    calls = []
+
+    def always_503():
+        calls.append(1)
+        raise error_for_status(503, "down")
+
+    with pytest.raises(NetError, match="503"):
+        policy.call(always_503)
+    assert len(calls) == 3 and sleeps == [1.0, 2.0]
+
+    calls.clear()
+
+    def not_found():
+        calls.append(1)
+        raise error_for_status(404, "gone")
+
+    with pytest.raises(NetError, match="404"):
+        policy.call(not_found)
+    assert len(calls) == 1
+
+
+def test_rate_limiter_waits_for_the_remaining_interval():
+    now = [100.0]
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(2.0, clock=lambda: now[0], sleep=sleep)
+    limiter.wait()                    # first call: no wait
+    now[0] += 0.5
+    limiter.wait()                    # 1.5 s left
+    now[0] += 3.0
+    limiter.wait()                    # interval already passed
+    assert sleeps == [1.5]
+
+
+# ------------------------------------------------------------------ progress files
+def test_progress_log_last_record_wins_and_torn_lines_are_ignored(tmp_path):
+    path = tmp_path / "progress.jsonl"
+    log = ProgressLog(path)
+    log.record("a", "failed", error="timeout")
+    log.record("a", "ok", result={"x": 1})
+    log.record("b", "skipped", error="no title")
+    with path.open("a") as fh:
+        fh.write('{"id": "c", "status": "ok", "res')   # a crash mid-line
+    again = ProgressLog(path)
+    assert again.status("a") == "ok" and again.result("a") == {"x": 1}
+    assert again.is_finished("b") and not again.is_finished("c")
+    assert again.bad_lines == 1
+    assert again.counts() == {"ok": 1, "skipped": 1, "failed": 0}
+
+
+def test_run_resumable_skips_finished_and_retries_failed(tmp_path):
+    progress = ProgressLog(tmp_path / "p.jsonl")
+    attempts: dict[str, int] = {}
+
+    def step(item_id, value):
+        attempts[item_id] = attempts.get(item_id, 0) + 1
+        if value == "flaky" and attempts[item_id] == 1:
+            raise error_for_status(503, "try later")
+        if value == "reject":
+            raise Skip("not wanted")
+        return value.upper()
+
+    items = [("1", "one"), ("2", "flaky"), ("3", "reject")]
+    first = run_resumable(items, step, progress, show_progress=False)
+    assert first == {"done_before": 0, "ok": 1, "skipped": 1, "failed": 1}
+    second = run_resumable(items, step, ProgressLog(tmp_path / "p.jsonl"), show_progress=False)
+    assert second == {"done_before": 2, "ok": 1, "skipped": 0, "failed": 0}
+    assert attempts == {"1": 1, "2": 2, "3": 1}
+    final = ProgressLog(tmp_path / "p.jsonl")
+    assert final.result("2") == "FLAKY" and final.status("3") == "skipped"
+
+
+def test_run_resumable_lets_programming_errors_through(tmp_path):
+    def step(item_id, value):
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        run_resumable([("1", 1)], step, ProgressLog(tmp_path / "p.jsonl"), show_progress=False)
+
+
+# ------------------------------------------------------------------ atomic downloads
+def _check_min_frames(min_frames):
+    def check(path):
+        info = sf.info(str(path))
+        if info.frames < min_frames:
+            raise ValueError("partial")
+    return check
+
+
+def test_finalize_part_renames_only_checked_files(tmp_path):
+    final = tmp_path / "audio" / "x.wav"
+    part = part_path_for(final)
+    assert part.name == "x.wav.part"
+    part.parent.mkdir(parents=True)
+    sf.write(str(part), np.zeros(100, dtype=np.float32), 1000, format="WAV")
+    with pytest.raises(ValueError, match="partial"):
+        finalize_part(part, final, _check_min_frames(1000))
+    assert not part.exists() and not final.exists()       # a partial file never counts as done
+
+    sf.write(str(part), np.zeros(1000, dtype=np.float32), 1000, format="WAV")
+    finalize_part(part, final, _check_min_frames(1000))
+    assert final.exists() and not part.exists()
+
+
+def test_finalize_part_without_a_file_is_an_os_error(tmp_path):
+    with pytest.raises(OSError, match="no file"):
+        finalize_part(tmp_path / "x.part", tmp_path / "x", lambda p: None)
+
+
+# ------------------------------------------------------------------ responses and the fake
+def test_parse_videos_response_reads_titles_and_ignores_odd_items():
+    payload = {"kind": "youtube#videoListResponse",
+               "items": [{"id": "abcdefghijk", "snippet": {"title": "A - B"}},
+                         {"id": "broken"}]}
+    assert parse_videos_response(payload) == {"abcdefghijk": "A - B"}
+    with pytest.raises(ValueError):
+        parse_videos_response({"items": "nope"})
+
+
+def test_fake_client_canned_answers_errors_and_audio_kinds(tmp_path):
+    canned = {"titles": {"aaaaaaaaaaa": "X - Y"},
+              "songs": {"x|y": {"artist": "X", "title": "Y", "lyrics": "la la"}},
+              "audio": {"aaaaaaaaaaa": "ok", "bbbbbbbbbbb": "partial", "ccccccccccc": "broken",
+                        "ddddddddddd": "missing"},
+              "errors": {"x|y": [429, 0]}}
+    path = tmp_path / "fake.json"
+    path.write_text(json.dumps(canned))
+    client = FakeClient.from_json(path, sample_rate=8000)
+    assert client.video_titles(["aaaaaaaaaaa", "zzzzzzzzzzz"]) == {"aaaaaaaaaaa": "X - Y"}
+    with pytest.raises(NetError) as first:
+        client.search_song("X", "Y")
+    assert first.value.status == 429 and first.value.retryable
+    with pytest.raises(NetError) as second:
+        client.search_song("X", "Y")
+    assert second.value.retryable                       # 0 = timeout
+    assert client.search_song("X", "Y")["lyrics"] == "la la"
+    assert client.search_song("Nobody", "Nothing") is None
+
+    client.download_audio("aaaaaaaaaaa", 10.0, 20.0, tmp_path / "a.part")
+    assert sf.info(str(tmp_path / "a.part")).frames == 80_000
+    client.download_audio("bbbbbbbbbbb", 10.0, 20.0, tmp_path / "b.part")
+    assert sf.info(str(tmp_path / "b.part")).frames == pytest.approx(80_000 / 3, abs=1)
+    client.download_audio("ccccccccccc", 0.0, 10.0, tmp_path / "c.part")
+    with pytest.raises(Exception):
+        sf.info(str(tmp_path / "c.part"))
+    client.download_audio("ddddddddddd", 0.0, 10.0, tmp_path / "d.part")
+    assert not (tmp_path / "d.part").exists()
+    with pytest.raises(NetError) as unknown:
+        client.download_audio("eeeeeeeeeee", 0.0, 10.0, tmp_path / "e.part")
+    assert unknown.value.status == 404 and not unknown.value.retryable
+
+
+def test_fake_client_refuses_more_than_50_ids():
+    with pytest.raises(ValueError, match="50"):
+        FakeClient().video_titles([f"{i:011d}" for i in range(51)])

@@ -1,0 +1,208 @@
+"""Plain configuration objects: class lists, the emotion rule, and the two profiles.
+
+Two profiles share one code path:
+
+* ``paper`` -- the authors' setup: AST from ``MIT/ast-finetuned-audioset-10-10-0.4593``
+  (16 kHz, 128 mel bins, 1024 frames), ``roberta-large``, Open-Unmix, 10 s clips, GPU.
+* ``tiny`` (the embedded default) -- the same model classes with small configs initialised
+  from scratch, a tokenizer trained on the synthetic corpus, 4 s clips and 32 mel bins; CPU.
+
+Every path-like field may point at a local directory of saved weights, so a profile loads
+without network when the weights are on disk.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# ---------------------------------------------------------------- classes and names
+GENRES: tuple[str, ...] = (
+    "alternative rock", "electronic", "folk", "heavy music", "hip hop",
+    "pop", "punk", "rhythm music", "rock",
+)
+"""The 9 M4A genre classes, in sklearn ``LabelEncoder`` (alphabetical) order as the authors used."""
+
+EMOTIONS: tuple[str, ...] = (
+    "Angry", "Calm", "Depressed", "Excited", "Happy", "Neutral", "Relaxed", "Sad", "Tense",
+)
+"""The 9 emotion classes, alphabetical (``LabelEncoder`` order)."""
+
+AUDIOSET_GENRES: tuple[str, ...] = (
+    "electronic", "folk", "heavy music", "hip hop", "pop", "rhythm music", "rock",
+)
+
+STEMS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
+"""Open-Unmix stem order; audio component index = segment * len(STEMS) + stem index."""
+
+TASKS: dict[str, tuple[str, ...]] = {"genre": GENRES, "emotion": EMOTIONS}
+LABEL_COLUMNS: dict[str, str] = {"genre": "primary_short", "emotion": "emotion"}
+MODEL_KINDS: tuple[str, ...] = ("lyrics", "audio", "multimodal")
+
+# The paper's 3x3 valence/energy grid (rows: valence high->low, columns: energy high->low).
+_EMOTION_GRID = (
+    ("Excited", "Happy", "Relaxed"),
+    ("Tense", "Neutral", "Calm"),
+    ("Angry", "Sad", "Depressed"),
+)
+LOW, HIGH = 0.35, 0.65
+
+
+def _band(value: float, name: str) -> int:
+    """0 for ``> 0.65`` (strict), 2 for ``< 0.35`` (strict), 1 otherwise."""
+    if value is None or not (0.0 <= float(value) <= 1.0):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    value = float(value)
+    if value > HIGH:
+        return 0
+    if value < LOW:
+        return 2
+    return 1
+
+
+def emotion_from_valence_energy(valence: float, energy: float) -> str:
+    """Map Spotify valence and energy (both in [0, 1]) to one of the 9 emotions.
+
+    Thresholds 0.35 / 0.65 as in the paper: ``> 0.65`` and ``< 0.35`` are strict, the rest
+    is the middle band.
+    """
+    return _EMOTION_GRID[_band(valence, "valence")][_band(energy, "energy")]
+
+
+def component_name(stem: str, segment: int) -> str:
+    """Audio feature name as in the paper: stem name + segment index (``'vocals0'``)."""
+    return f"{stem}{segment}"
+
+
+def audio_component_names(num_segments: int = 10, stems: tuple[str, ...] = STEMS) -> list[str]:
+    """Names of all audio components in the paper's segment-major order."""
+    return [component_name(s, k) for k in range(num_segments) for s in stems]
+
+
+# ---------------------------------------------------------------- profiles
+@dataclass
+class AudioConfig:
+    sample_rate: int = 16_000          # Hz
+    clip_seconds: float = 10.24        # seconds the model sees
+    num_mel_bins: int = 128
+    max_length: int = 1024             # spectrogram frames (10 ms hop)
+    feature_mean: float = -4.2677393   # ASTFeatureExtractor normalisation
+    feature_std: float = 4.5689974
+
+
+@dataclass
+class ModelConfig:
+    # "scratch" builds the config below from nothing; anything else is a hub id or a local dir.
+    audio_source: str = "MIT/ast-finetuned-audioset-10-10-0.4593"
+    lyrics_source: str = "roberta-large"
+    tokenizer_source: str = "roberta-large"
+    max_tokens: int = 512
+    # scratch configs (used only when a source is "scratch")
+    ast_hidden: int = 768
+    ast_layers: int = 12
+    ast_heads: int = 12
+    ast_intermediate: int = 3072
+    roberta_hidden: int = 1024
+    roberta_layers: int = 24
+    roberta_heads: int = 16
+    roberta_intermediate: int = 4096
+    vocab_size: int = 50265
+    dropout: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    batch_size: dict = field(default_factory=lambda: {"lyrics": 10, "audio": 8, "multimodal": 3})
+    learning_rate: dict = field(default_factory=lambda: {"lyrics": 1e-5, "audio": 1e-5, "multimodal": 1e-5})
+    epochs: int = 10
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_accumulation: int = 1
+    patience: int = 3                  # early stopping, in epochs without val improvement
+    mixed_precision: bool = True       # used only on CUDA
+
+
+@dataclass
+class CorpusConfig:
+    songs_per_class: int = 40
+    split: tuple[float, float, float] = (0.6, 0.15, 0.25)
+
+
+@dataclass
+class Profile:
+    name: str
+    audio: AudioConfig
+    model: ModelConfig
+    train: TrainConfig
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    num_segments: int = 10
+    separator: str = "openunmix"
+    explain_samples: int = 5000
+    device: str = "auto"
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.audio.clip_seconds * self.audio.sample_rate))
+
+    def replace(self, **changes) -> "Profile":
+        """A copy with top-level fields replaced (nested configs are copied too)."""
+        return dataclasses.replace(dataclasses.replace(self), **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def paper_profile() -> Profile:
+    return Profile(name="paper", audio=AudioConfig(), model=ModelConfig(), train=TrainConfig())
+
+
+def tiny_profile() -> Profile:
+    return Profile(
+        name="tiny",
+        audio=AudioConfig(clip_seconds=4.0, num_mel_bins=32, max_length=400),
+        model=ModelConfig(
+            audio_source="scratch", lyrics_source="scratch", tokenizer_source="corpus",
+            max_tokens=96,
+            ast_hidden=64, ast_layers=2, ast_heads=4, ast_intermediate=128,
+            roberta_hidden=64, roberta_layers=2, roberta_heads=4, roberta_intermediate=128,
+            vocab_size=1000, dropout=0.1,
+        ),
+        train=TrainConfig(
+            batch_size={"lyrics": 16, "audio": 16, "multimodal": 16},
+            learning_rate={"lyrics": 1e-3, "audio": 1e-3, "multimodal": 1e-3},
+            epochs=30, warmup_ratio=0.1, weight_decay=0.01, patience=6, mixed_precision=False,
+        ),
+        corpus=CorpusConfig(songs_per_class=60),
+        separator="oracle",
+        explain_samples=1000,
+        device="cpu",
+    )
+
+
+PROFILES = {"paper": paper_profile, "tiny": tiny_profile}
+
+
+def get_profile(name: str = "tiny", **overrides) -> Profile:
+    """Return a fresh :class:`Profile` by name (``'tiny'`` or ``'paper'``).
+
+    ``overrides`` replace top-level fields, e.g. ``get_profile('tiny', explain_samples=200)``.
+    """
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    profile = PROFILES[name]()
+    return profile.replace(**overrides) if overrides else profile
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``'auto'`` -> ``'cuda'`` when a GPU is present, else ``'cpu'``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / "data"
+RESULTS_DIR = PROJECT_ROOT / "results"
+RUNS_DIR = PROJECT_ROOT / "runs"

@@ -1,0 +1,401 @@
+"""MusicLIME: LIME over audio components and lyric words of one song, as the authors did it.
+
+Two steps with lime's seam between them:
+
+1. :func:`sample_neighbourhood` -- draw a uniform random 0/1 matrix (row 0 all ones, the
+   original song), turn each batch of rows into model inputs (waveforms composed with one
+   matrix product, texts with lime's ``IndexedString``), query the black-box model, and
+   compute each row's cosine distance to row 0.
+2. :func:`fit_surrogate` -- plain arrays in, ``lime.lime_base.LimeBase.
+   explain_instance_with_data`` with the kernel ``sqrt(exp(-d^2 / w^2))`` (w = 25),
+   feature selection ``'auto'`` and ``Ridge(alpha=1)``.
+
+:func:`explain` does both and returns a :class:`utils.explanation.Explanation`.
+
+Modes (``modality``): ``'both'`` -- columns are the audio components then the words;
+``'audio'`` -- audio columns only, lyrics intact; ``'lyrical'`` -- word columns only, audio
+intact (all components composed).
+
+The model is a black box ``predict_fn(texts: list[str], waveforms: np.ndarray (batch,
+samples) float32) -> (batch, n_classes)`` probabilities. A model adapter may instead expose
+``predict_fn.predict_masks(audio_masks, text_masks, factorization, text_features)`` (same
+return), which the explainer then calls with the switch matrices of each batch (e.g. to
+compose features instead of waveforms); ``audio_masks`` is ``(batch, n_components)`` and
+``text_masks`` ``(batch, n_text_features)``, ones for a modality that is kept intact.
+
+Note on locality: as in the authors' code the distance is the plain cosine distance
+(in [0, 1]; lime's text explainer multiplies it by 100), so with w = 25 every sample gets a
+kernel weight between 0.9992 and 1 -- the surrogate is in effect unweighted.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .explanation import MODALITIES, Explanation, Feature, SurrogateFit
+from .factorization import Factorization, LineFeatures, WordFeatures, text_features as make_text_features
+from .separation import check_sample_rate
+
+KERNEL_WIDTH = 25.0
+NUM_FEATURES = 100_000
+PROBABILITY_TOLERANCE = 1e-3
+
+
+# ---------------------------------------------------------------- pieces
+def kernel(distances: np.ndarray, kernel_width: float = KERNEL_WIDTH) -> np.ndarray:
+    """LIME's exponential kernel: ``sqrt(exp(-d^2 / kernel_width^2))``."""
+    return np.sqrt(np.exp(-(np.asarray(distances, dtype=np.float64) ** 2) / float(kernel_width) ** 2))
+
+
+def sample_masks(num_samples: int, num_features: int, seed: int | np.random.Generator) -> np.ndarray:
+    """Uniform random 0/1 matrix ``(num_samples, num_features)`` float64; row 0 is all ones.
+
+    ``seed`` is an int (a fresh ``np.random.default_rng(seed)``) or a Generator.
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    masks = rng.integers(0, 2, size=(num_samples, num_features)).astype(np.float64)
+    masks[0] = 1.0
+    return masks
+
+
+def cosine_distances(masks: np.ndarray) -> np.ndarray:
+    """Cosine distance of every row to row 0, ``(num_samples,)`` (sklearn, as lime; all-zero rows get 1)."""
+    import sklearn.metrics
+
+    return sklearn.metrics.pairwise_distances(masks, masks[:1], metric="cosine").ravel()
+
+
+def check_probabilities(probabilities: Any, batch: int, n_classes: int | None = None) -> np.ndarray:
+    """Validate one batch of model output: ``(batch, n_classes)``, finite, >= 0, rows summing to 1."""
+    if hasattr(probabilities, "detach"):                      # a torch tensor
+        probabilities = probabilities.detach().cpu().numpy()
+    try:
+        array = np.asarray(probabilities, dtype=np.float64)
+    except Exception as error:
+        raise TypeError(f"predict_fn must return a numeric array, got {type(probabilities).__name__}: "
+                        f"{error}") from error
+    expected = f"({batch}, {n_classes if n_classes is not None else 'n_classes'})"
+    if array.ndim != 2 or array.shape[0] != batch or (n_classes is not None and array.shape[1] != n_classes):
+        raise ValueError(f"predict_fn returned shape {array.shape}, expected {expected} probabilities")
+    if array.shape[1] < 2:
+        raise ValueError(f"predict_fn returned {array.shape[1]} class column(s); need probabilities of >= 2 classes")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("predict_fn returned NaN or inf; it must return class probabilities")
+    if np.any(array < 0):
+        raise ValueError(f"predict_fn returned negative values (min {array.min():.3g}); it must return probabilities "
+                         "(apply softmax to logits)")
+    sums = array.sum(axis=1)
+    if np.any(np.abs(sums - 1.0) > PROBABILITY_TOLERANCE):
+        raise ValueError(f"predict_fn rows must sum to 1 within {PROBABILITY_TOLERANCE}, got sums in "
+                         f"[{sums.min():.4g}, {sums.max():.4g}]; apply softmax to logits")
+    return array
+
+
+def check_labels(labels: Sequence[int], n_classes: int, name: str = "labels") -> list[int]:
+    """Labels as a list of ints in ``[0, n_classes)``."""
+    out = []
+    for label in labels:
+        if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+            raise TypeError(f"{name} must be class indices (ints), got {label!r}")
+        if not 0 <= int(label) < n_classes:
+            raise ValueError(f"{name} contains {int(label)}, outside the model's {n_classes} classes "
+                             f"[0, {n_classes - 1}]")
+        out.append(int(label))
+    if not out:
+        raise ValueError(f"{name} is empty")
+    return out
+
+
+# ---------------------------------------------------------------- step 1: neighbourhood
+@dataclass(frozen=True)
+class Neighbourhood:
+    """Perturbations of one song and the model's answers.
+
+    Attributes
+    ----------
+    masks : np.ndarray, shape (num_samples, n_features)
+        The surrogate's data: 0/1, row 0 all ones. Columns: audio then text in ``'both'``.
+    predictions : np.ndarray, shape (num_samples, n_classes)
+    distances : np.ndarray, shape (num_samples,)
+        Cosine distance of each row to row 0.
+    n_audio, n_text : int
+        Columns per modality (0 for a modality kept intact).
+    """
+
+    masks: np.ndarray
+    predictions: np.ndarray
+    distances: np.ndarray
+    n_audio: int
+    n_text: int
+
+
+def _text_features(lyrics: Any, unit: str) -> WordFeatures | LineFeatures | None:
+    if lyrics is None or isinstance(lyrics, (WordFeatures, LineFeatures)):
+        return lyrics
+    if not isinstance(lyrics, str):
+        raise TypeError(f"lyrics must be a str, WordFeatures/LineFeatures or None, got {type(lyrics).__name__}")
+    return make_text_features(lyrics, unit)
+
+
+def _check_inputs(factorization, text, modality, num_samples, batch_size, sample_rate):
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    for name, value, low in (("num_samples", num_samples, 2), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}")
+    if factorization is None:
+        if modality != "lyrical":
+            raise ValueError(f"modality {modality!r} needs a factorization (audio components)")
+    else:
+        if not isinstance(factorization, Factorization):
+            raise TypeError("factorization must be a utils.factorization.Factorization, "
+                            f"got {type(factorization).__name__}")
+        if sample_rate is None:
+            raise ValueError("sample_rate= (the model's sample rate in Hz) is required with a factorization")
+        if factorization.sample_rate != check_sample_rate(sample_rate):
+            raise ValueError(f"factorization is at {factorization.sample_rate} Hz but the model expects "
+                             f"sample_rate={sample_rate} Hz; load/resample the audio at the model's rate")
+    if modality in ("both", "lyrical"):
+        if text is None:
+            raise ValueError(f"modality {modality!r} needs lyrics")
+        if text.n_features < 2:
+            raise ValueError(f"lyrics have {text.n_features} distinct {text.unit} ({text.lyrics[:40]!r}); "
+                             f"modality {modality!r} needs at least 2 (use modality='audio')")
+
+
+def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | None,
+                         text: WordFeatures | LineFeatures | None, *, modality: str = "both",
+                         num_samples: int = 1000, batch_size: int = 10,
+                         seed: int | np.random.Generator = 0, sample_rate: int | None = None,
+                         expected_labels: Sequence[int] | None = None, progress: bool = False) -> Neighbourhood:
+    """Perturb one song and query the model, batch by batch.
+
+    Parameters
+    ----------
+    predict_fn : callable
+        ``predict_fn(texts, waveforms) -> (batch, n_classes)`` probabilities, or an object
+        with ``predict_masks(audio_masks, text_masks, factorization, text_features)``.
+    factorization : Factorization or None
+        Audio components (None only in ``'lyrical'`` mode: the model then gets ``(batch, 0)``
+        waveforms).
+    text : WordFeatures or LineFeatures or None
+        Lyric features (None only in ``'audio'`` mode: the model then gets empty texts).
+    modality : {'both', 'audio', 'lyrical'}
+    num_samples : int
+        Rows, including the original (>= 2).
+    batch_size : int
+        Rows per model call; only one batch of waveforms exists at a time.
+    seed : int or np.random.Generator
+        Seeds the 0/1 matrix; the same seed gives the same masks.
+    sample_rate : int, optional
+        The model's rate (Hz); required with a factorization and must equal its rate.
+    expected_labels : sequence of int, optional
+        Labels that must exist; checked after the first batch so a bad label fails early.
+    progress : bool
+        Show a tqdm bar.
+    """
+    _check_inputs(factorization, text, modality, num_samples, batch_size, sample_rate)
+    n_audio_all = factorization.n_components if factorization is not None else 0
+    n_text_all = text.n_features if text is not None else 0
+    n_audio = n_audio_all if modality in ("both", "audio") else 0
+    n_text = n_text_all if modality in ("both", "lyrical") else 0
+    masks = sample_masks(num_samples, n_audio + n_text, seed)
+
+    predict_masks = getattr(predict_fn, "predict_masks", None)
+    if not callable(predict_masks) and not callable(predict_fn):
+        raise TypeError(f"predict_fn must be callable or have predict_masks, got {type(predict_fn).__name__}")
+    full_audio = None                                       # lyrical mode: the intact clip, composed once
+    if factorization is not None and n_audio == 0:
+        full_audio = factorization.compose(np.ones((1, n_audio_all)))
+    original_text = text.lyrics if text is not None else ""
+
+    predictions: list[np.ndarray] = []
+    n_classes = None
+    starts = range(0, num_samples, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc="querying model", unit="batch")
+    for start in starts:
+        rows = masks[start:start + batch_size]
+        batch = rows.shape[0]
+        audio_masks = rows[:, :n_audio] if n_audio else np.ones((batch, n_audio_all))
+        text_masks = rows[:, n_audio:] if n_text else np.ones((batch, n_text_all))
+        if callable(predict_masks):
+            output = predict_masks(audio_masks, text_masks, factorization, text)
+        else:
+            if factorization is None:
+                waveforms = np.zeros((batch, 0), dtype=np.float32)
+            elif full_audio is not None:
+                waveforms = np.repeat(full_audio, batch, axis=0)
+            else:
+                waveforms = factorization.compose(audio_masks)
+            texts = text.compose(text_masks) if n_text else [original_text] * batch
+            output = predict_fn(texts, waveforms)
+        output = check_probabilities(output, batch, n_classes)
+        if n_classes is None:
+            n_classes = output.shape[1]
+            if expected_labels is not None:
+                check_labels(expected_labels, n_classes)
+        predictions.append(output)
+    return Neighbourhood(masks, np.concatenate(predictions), cosine_distances(masks), n_audio, n_text)
+
+
+# ---------------------------------------------------------------- step 2: surrogate
+def fit_surrogate(masks: np.ndarray, predictions: np.ndarray, distances: np.ndarray, label: int, *,
+                  kernel_width: float = KERNEL_WIDTH, num_features: int = NUM_FEATURES,
+                  feature_selection: str = "auto", alpha: float = 1.0, random_state: int | None = 0) -> SurrogateFit:
+    """Fit lime's locally weighted linear surrogate for one label.
+
+    Parameters
+    ----------
+    masks : np.ndarray, shape (num_samples, n_features)
+        Neighbourhood data, row 0 the original.
+    predictions : np.ndarray, shape (num_samples, n_classes)
+    distances : np.ndarray, shape (num_samples,)
+    label : int
+        Column of ``predictions`` to explain.
+    kernel_width, num_features, feature_selection
+        As ``lime.lime_base.LimeBase.explain_instance_with_data`` (``'auto'`` with the
+        default 100000 features means ``'highest_weights'``: all features are kept).
+    alpha : float
+        Ridge penalty (the paper: 1).
+    random_state : int, optional
+        Passed to ``LimeBase`` and ``Ridge``.
+
+    Returns
+    -------
+    SurrogateFit
+    """
+    from functools import partial
+
+    from lime.lime_base import LimeBase
+    from sklearn.linear_model import Ridge
+
+    masks = np.asarray(masks, dtype=np.float64)
+    predictions = np.asarray(predictions, dtype=np.float64)
+    distances = np.asarray(distances, dtype=np.float64)
+    if masks.ndim != 2 or predictions.ndim != 2 or masks.shape[0] != predictions.shape[0] \
+            or distances.shape != (masks.shape[0],):
+        raise ValueError(f"need masks (n, f), predictions (n, c), distances (n,); got {masks.shape}, "
+                         f"{predictions.shape}, {distances.shape}")
+    if masks.shape[0] < 2:
+        raise ValueError(f"need at least 2 neighbourhood rows, got {masks.shape[0]}")
+    label = check_labels([label], predictions.shape[1], "label")[0]
+    base = LimeBase(partial(kernel, kernel_width=kernel_width), random_state=random_state)
+    regressor = Ridge(alpha=alpha, fit_intercept=True, random_state=random_state)
+    intercept, pairs, score, local_prediction = base.explain_instance_with_data(
+        masks, predictions, distances, label, num_features,
+        feature_selection=feature_selection, model_regressor=regressor)
+    weights = np.zeros(masks.shape[1])
+    used = np.zeros(masks.shape[1], dtype=bool)
+    for feature, weight in pairs:
+        weights[int(feature)] = weight
+        used[int(feature)] = True
+    return SurrogateFit(label, float(intercept), weights, used, float(score), float(np.ravel(local_prediction)[0]))
+
+
+# ---------------------------------------------------------------- both
+def _features(factorization, text, neighbourhood: Neighbourhood) -> list[Feature]:
+    features = []
+    if neighbourhood.n_audio:
+        for c in factorization.components:
+            features.append(Feature(c.index, c.name, "audio", c.stem, c.segment, None, c.start_seconds, c.end_seconds))
+    if neighbourhood.n_text:
+        for j, name in enumerate(text.names):
+            features.append(Feature(neighbourhood.n_audio + j, name, "lyrics", text=name))
+    return features
+
+
+def explain(predict_fn: Callable, factorization: Factorization | None,
+            lyrics: str | WordFeatures | LineFeatures | None, *, sample_rate: int | None = None,
+            modality: str = "both", labels: Sequence[int] | None = None, top_labels: int | None = None,
+            num_samples: int = 1000, batch_size: int = 10, seed: int = 0,
+            kernel_width: float = KERNEL_WIDTH, num_features: int = NUM_FEATURES, feature_selection: str = "auto",
+            text_unit: str = "words", class_names: Sequence[str] | None = None, progress: bool = False) -> Explanation:
+    """Explain one song's prediction with MusicLIME.
+
+    Parameters
+    ----------
+    predict_fn : callable
+        ``predict_fn(texts: list[str], waveforms: (batch, samples) float32) -> (batch,
+        n_classes)`` probabilities (or an object with ``predict_masks``, see module doc).
+    factorization : Factorization or None
+        The song's audio components (e.g. ``SourceSeparationSegments``); None only in
+        ``'lyrical'`` mode for a lyrics-only model.
+    lyrics : str or WordFeatures or LineFeatures or None
+        The song's lyrics; None only in ``'audio'`` mode.
+    sample_rate : int, optional
+        The model's sample rate (Hz); required with a factorization, which must be at this rate.
+    modality : {'both', 'audio', 'lyrical'}
+    labels : sequence of int, optional
+        Classes to explain; default the predicted class (argmax of the original), as the
+        paper's global runs.
+    top_labels : int, optional
+        Explain the ``top_labels`` most probable classes instead (overrides ``labels``, as lime).
+    num_samples : int
+        Neighbourhood size including the original (paper: 1000 default, 5000 multimodal global runs).
+    batch_size : int
+        Rows per model call.
+    seed : int
+        Seeds the perturbations and the regressors: same seed, bit-identical explanation.
+    kernel_width, num_features, feature_selection
+        lime's surrogate settings (paper: 25, 100000, 'auto').
+    text_unit : {'words', 'lines'}
+        Lyric features when ``lyrics`` is a str.
+    class_names : sequence of str, optional
+        For display; its length must match the model's classes.
+    progress : bool
+        Show a tqdm bar while querying the model.
+
+    Returns
+    -------
+    Explanation
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    text = _text_features(lyrics, text_unit)
+    if class_names is not None and labels is not None:
+        check_labels(labels, len(class_names))
+    if top_labels is not None and (isinstance(top_labels, bool) or not isinstance(top_labels, (int, np.integer))
+                                   or top_labels < 1):
+        raise ValueError(f"top_labels must be a positive int, got {top_labels!r}")
+    neighbourhood = sample_neighbourhood(predict_fn, factorization, text, modality=modality, num_samples=num_samples,
+                                         batch_size=batch_size, seed=seed, sample_rate=sample_rate,
+                                         expected_labels=None if top_labels is not None else labels, progress=progress)
+    n_classes = neighbourhood.predictions.shape[1]
+    if class_names is not None and len(class_names) != n_classes:
+        raise ValueError(f"class_names has {len(class_names)} names but the model returned {n_classes} classes")
+    original = neighbourhood.predictions[0]
+    if top_labels is not None:
+        if top_labels > n_classes:
+            raise ValueError(f"top_labels={top_labels} exceeds the model's {n_classes} classes")
+        chosen = [int(x) for x in np.argsort(original)[-top_labels:][::-1]]
+    elif labels is None:
+        chosen = [int(np.argmax(original))]
+    else:
+        chosen = check_labels(labels, n_classes)
+    fits = {label: fit_surrogate(neighbourhood.masks, neighbourhood.predictions, neighbourhood.distances, label,
+                                 kernel_width=kernel_width, num_features=num_features,
+                                 feature_selection=feature_selection, random_state=seed)
+            for label in chosen}
+    settings = {
+        "num_samples": int(num_samples), "batch_size": int(batch_size), "seed": int(seed),
+        "kernel_width": float(kernel_width), "num_features": int(num_features),
+        "feature_selection": feature_selection, "distance": "cosine",
+        "sample_rate": None if factorization is None else int(factorization.sample_rate),
+        "num_samples_audio": None if factorization is None else int(factorization.num_samples),
+        "num_segments": getattr(factorization, "num_segments", None),
+        "factorization": None if factorization is None else type(factorization).__name__,
+        "separator": getattr(factorization, "separator_name", None),
+    }
+    return Explanation(_features(factorization, text, neighbourhood), fits, original, modality=modality,
+                       lyrics=None if text is None else text.lyrics,
+                       text_unit=text.unit if text is not None else text_unit,
+                       class_names=None if class_names is None else list(class_names), settings=settings,
+                       top_labels=chosen if top_labels is not None else None,
+                       factorization=factorization if neighbourhood.n_audio else None)

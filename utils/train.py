@@ -1,0 +1,163 @@
+"""One training loop for the three models.
+
+AdamW with a linear warm-up/decay schedule, gradient accumulation, mixed precision on CUDA
+(bf16 where supported, else fp16 with a gradient scaler), early stopping on validation
+accuracy (ties: lower validation loss), tqdm progress, and a checkpoint after every epoch:
+``last/`` and ``best/`` model directories (safetensors), ``optimizer.pt`` (optimizer,
+scheduler and scaler state, read back with ``torch.load(weights_only=True)``) and
+``state.json``. Calling :func:`train_model` again with the same ``out_dir`` resumes after the
+last finished epoch; each epoch's shuffling and dropout are seeded from ``(seed, epoch)``, so an
+interrupted-and-resumed run gives the same weights as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import Profile, resolve_device
+from .models import load_weights, model_inputs, save_model
+
+
+def _loader(dataset, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0):
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+def _autocast(device: str):
+    if device.startswith("cuda"):
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, dataset, *, batch_size: int = 64, device: str = "cpu") -> tuple[np.ndarray, float]:
+    """Class probabilities (songs, classes) and the mean cross-entropy over ``dataset``."""
+    model.eval().to(device)
+    probabilities, losses = [], []
+    for batch in _loader(dataset, batch_size, shuffle=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with _autocast(device):
+            logits = model(**model_inputs(model.kind, batch)).float()
+        losses.append(nn.functional.cross_entropy(logits, batch["labels"], reduction="sum").item())
+        probabilities.append(torch.softmax(logits, dim=-1).cpu().numpy())
+    total = max(1, len(dataset))
+    return (np.concatenate(probabilities) if probabilities else np.zeros((0, 0))), sum(losses) / total
+
+
+def train_model(model: nn.Module, train_set, val_set, profile: Profile, out_dir: str | Path, *, seed: int = 0,
+                device: str | None = None, epochs: int | None = None, progress: bool = True,
+                extra: dict | None = None) -> dict:
+    """Train ``model`` (kind taken from ``model.kind``) and keep the best epoch.
+
+    Parameters
+    ----------
+    model : a :mod:`utils.models` classifier.
+    train_set, val_set : datasets yielding dicts with the model's inputs and ``labels``.
+    profile : batch size, learning rate, epochs, warm-up, patience, accumulation.
+    out_dir : checkpoint directory; an existing one is resumed.
+    seed : seeds shuffling and dropout per epoch.
+    epochs : overrides ``profile.train.epochs``.
+    extra : stored in the saved ``model.json`` (task, class names...).
+
+    Returns
+    -------
+    The training state: epochs done, best epoch, best validation accuracy, per-epoch history.
+    The best weights are in ``out_dir/best``.
+    """
+    cfg = profile.train
+    kind = model.kind
+    device = resolve_device(device or profile.device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    epochs = epochs or cfg.epochs
+    batch_size = cfg.batch_size[kind]
+    steps_per_epoch = math.ceil(math.ceil(len(train_set) / batch_size) / cfg.grad_accumulation)
+    total_steps = max(1, steps_per_epoch * epochs)
+
+    from transformers import get_linear_schedule_with_warmup
+
+    model.to(device)
+    no_decay = ("bias", "LayerNorm.weight", "layernorm.weight", "head.0.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate[kind])
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    use_scaler = device.startswith("cuda") and cfg.mixed_precision and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    amp = _autocast(device) if cfg.mixed_precision else torch.autocast("cpu", enabled=False)
+
+    state_path = out_dir / "state.json"
+    state = {"epochs_done": 0, "best_epoch": None, "best_accuracy": -1.0, "best_loss": float("inf"),
+             "bad_epochs": 0, "finished": False, "history": [], "kind": kind, "seed": seed}
+    if state_path.is_file():  # resume
+        state = json.loads(state_path.read_text())
+        load_weights(model, out_dir / "last" / "model.safetensors")
+        saved = torch.load(out_dir / "optimizer.pt", map_location=device, weights_only=True)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        if saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
+    if state["finished"] or state["epochs_done"] >= epochs:
+        return state
+
+    from tqdm.auto import tqdm
+
+    for epoch in range(state["epochs_done"], epochs):
+        torch.manual_seed(seed * 100_003 + epoch)
+        model.train()
+        running, seen = 0.0, 0
+        optimizer.zero_grad(set_to_none=True)
+        batches = _loader(train_set, batch_size, shuffle=True, seed=seed, epoch=epoch)
+        bar = tqdm(batches, desc=f"{kind} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        for step, batch in enumerate(bar):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with amp:
+                logits = model(**model_inputs(kind, batch))
+                loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
+            scaler.scale(loss / cfg.grad_accumulation).backward()
+            if (step + 1) % cfg.grad_accumulation == 0 or step + 1 == len(batches):
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            running += loss.item() * len(batch["labels"])
+            seen += len(batch["labels"])
+            bar.set_postfix(loss=f"{running / seen:.3f}")
+        probabilities, val_loss = predict_proba(model, val_set, device=device)
+        val_accuracy = float((probabilities.argmax(1) == val_set.labels.numpy()).mean()) if len(val_set) else 0.0
+        improved = (val_accuracy > state["best_accuracy"]
+                    or (val_accuracy == state["best_accuracy"] and val_loss < state["best_loss"]))
+        state["history"].append({"epoch": epoch + 1, "train_loss": running / max(1, seen),
+                                 "val_loss": val_loss, "val_accuracy": val_accuracy})
+        if improved:
+            state.update(best_epoch=epoch + 1, best_accuracy=val_accuracy, best_loss=val_loss, bad_epochs=0)
+            save_model(model, out_dir / "best", **(extra or {}))
+        else:
+            state["bad_epochs"] += 1
+        state["epochs_done"] = epoch + 1
+        state["finished"] = state["bad_epochs"] >= cfg.patience or epoch + 1 == epochs
+        # checkpoint: weights first, then optimizer, then the state that points at them
+        save_model(model, out_dir / "last", **(extra or {}))
+        tmp = out_dir / "optimizer.pt.part"
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if use_scaler else {}}, tmp)
+        tmp.replace(out_dir / "optimizer.pt")
+        state_tmp = out_dir / "state.json.part"
+        state_tmp.write_text(json.dumps(state, indent=1))
+        state_tmp.replace(state_path)
+        if progress:
+            print(f"{kind} epoch {epoch + 1}: train loss {running / max(1, seen):.3f}, "
+                  f"val loss {val_loss:.3f}, val acc {val_accuracy:.3f}")
+        if state["finished"]:
+            break
+    return state
