@@ -249,3 +249,19 @@ def test_make_client_and_missing_langdetect(monkeypatch, fixture_dir):
     monkeypatch.setattr(builtins, "__import__", no_langdetect)
     with pytest.raises(ImportError, match="pip install langdetect"):
         aset.is_english("hello there")
+
+
+def test_quota_exhaustion_stops_title_requests(tmp_path):
+    import pandas as pd
+
+    ids = [f"v{k:010d}" for k in range(120)]                      # three batches of <= 50
+    client = FakeClient(titles={v: f"A{k} - S{k}" for k, v in enumerate(ids)},
+                        errors={ids[50]: [403]})
+    segs = pd.DataFrame({"id": [f"{v}_0" for v in ids], "youtube_id": ids})
+    progress = ProgressLog(tmp_path / "titles.jsonl")
+    counts = aset.fetch_titles(segs, client, progress, _policy(), show_progress=False)
+    assert counts == {"done_before": 0, "ok": 50, "skipped": 0, "failed": 70}
+    assert [c[0] for c in client.calls] == ["video_titles", "video_titles"]   # third not sent
+    again = aset.fetch_titles(segs, client, ProgressLog(tmp_path / "titles.jsonl"), _policy(),
+                              show_progress=False)
+    assert again == {"done_before": 50, "ok": 70, "skipped": 0, "failed": 0}

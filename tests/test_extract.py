@@ -122,3 +122,15 @@ def test_extract_split_end_to_end_and_bad_inputs(corpus):
     (corpus / "tokens.json").write_text("{broken")
     with pytest.raises(ValueError, match="tokens.json"):
         extract.extract_tokens(corpus, "val", None, 8, show_progress=False)
+
+
+def test_plot_feature_saves_a_figure(corpus, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    extract.extract_features(corpus, "val", PROFILE, show_progress=False)
+    fig = extract.plot_feature(corpus, "val0", tmp_path / "fig" / "feature.png")
+    assert (tmp_path / "fig" / "feature.png").stat().st_size > 1000
+    assert fig.axes[0].images[0].get_array().shape == (PROFILE.audio.num_mel_bins, PROFILE.audio.max_length)
+    with pytest.raises(FileNotFoundError, match="nosuch"):
+        extract.plot_feature(corpus, "nosuch")

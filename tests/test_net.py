@@ -238,3 +238,15 @@ def test_fake_client_canned_answers_errors_and_audio_kinds(tmp_path):
 def test_fake_client_refuses_more_than_50_ids():
     with pytest.raises(ValueError, match="50"):
         FakeClient().video_titles([f"{i:011d}" for i in range(51)])
+
+
+def test_genius_errors_map_to_http_statuses():
+    import requests
+
+    err = net._genius_error(requests.HTTPError(429, "Too many requests"))
+    assert err.status == 429 and err.retryable
+    err = net._genius_error(AssertionError("Unexpected response status code: 503. Expected 200"))
+    assert err.status == 503 and err.retryable
+    err = net._genius_error(AssertionError("Unexpected response status code: 401. Expected 200"))
+    assert err.status == 401 and not err.retryable
+    assert net._genius_error(ValueError("odd")).status is None

@@ -27,18 +27,18 @@ import re
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
 from .config import AUDIOSET_GENRES, Profile
-from .music4all import (DEFAULT_FRACTIONS, BuildReport, FilterCounts, _resolve_profile,
+from .music4all import (DEFAULT_FRACTIONS, BuildReport, FilterCounts, as_profile,
                         clean_lyrics, split_counts_table, stratified_split, write_clip,
                         write_split)
-from .net import (Client, FakeClient, NetError, ProgressLog, RateLimiter, RetryPolicy, Skip,
-                  WebClient, YOUTUBE_MAX_IDS, finalize_part, part_path_for, redact,
-                  run_resumable)
+from .net import (Client, FakeClient, NetError, ProgressLog, QuotaExceeded, RateLimiter,
+                  RetryPolicy, Skip, WebClient, YOUTUBE_MAX_IDS, finalize_part, part_path_for,
+                  redact, run_resumable)
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +408,8 @@ def fetch_titles(segments: pd.DataFrame, client: Client, progress: ProgressLog,
     """YouTube titles for ``segments`` (ids -> ``progress``), 50 videos a call.
 
     A video absent from the answer (removed or private) is ``skipped``; a call that still
-    fails after retries marks its videos ``failed`` (retried on the next run).
+    fails after retries marks its videos ``failed`` (retried on the next run). An exhausted
+    daily quota stops the step: every video not yet asked for is marked ``failed``.
     """
     from tqdm.auto import tqdm
 
@@ -416,9 +417,18 @@ def fetch_titles(segments: pd.DataFrame, client: Client, progress: ProgressLog,
             if not progress.is_finished(sid)]
     counts = {"done_before": len(segments) - len(todo), "ok": 0, "skipped": 0, "failed": 0}
     batches = [todo[i:i + YOUTUBE_MAX_IDS] for i in range(0, len(todo), YOUTUBE_MAX_IDS)]
-    for batch in tqdm(batches, desc="YouTube titles", disable=not show_progress):
+    for number, batch in enumerate(tqdm(batches, desc="YouTube titles", disable=not show_progress)):
         try:
             titles = policy.call(client.video_titles, [yt for _, yt in batch], limiter=limiter)
+        except QuotaExceeded as err:
+            message = redact(f"quota exceeded, not requested: {err}")
+            log.warning("YouTube quota exhausted; %d video(s) left for the next run",
+                        sum(len(b) for b in batches[number:]))
+            for rest in batches[number:]:
+                for sid, _ in rest:
+                    progress.record(sid, "failed", error=message)
+                counts["failed"] += len(rest)
+            break
         except (NetError, ValueError) as err:
             message = redact(f"{type(err).__name__}: {err}")
             log.warning("title batch failed: %s", message)
@@ -490,7 +500,7 @@ def download_segments(segments: pd.DataFrame, client: Client, corpus_dir: str | 
     readable and at least ``min_fraction`` of the segment long) and cut the model clip to
     ``corpus_dir/audio/<id>.wav``. Broken or partial downloads are deleted and marked
     ``failed`` (retried on the next run); a partial download never counts as done."""
-    prof = _resolve_profile(profile)
+    prof = as_profile(profile)
     sr, clip_seconds = prof.audio.sample_rate, prof.audio.clip_seconds
     corpus_dir, work_dir = Path(corpus_dir), Path(work_dir)
 
@@ -545,7 +555,7 @@ def build_audioset(segment_csvs: str | Path | Iterable[str | Path], ontology_pat
     english_threshold, english_tries : float, int
         langdetect English probability threshold and tries (paper: 0.42, 5).
     """
-    prof = _resolve_profile(profile)
+    prof = as_profile(profile)
     out_dir = Path(out_dir)
     work_dir = Path(work_dir) if work_dir is not None else out_dir / "work"
     policy = policy or RetryPolicy(attempts=4, base_delay=2.0)
@@ -798,7 +808,7 @@ def write_fixture(directory: str | Path, seed: int = 0) -> Path:
     balanced = [row(s["ytid"], s["start"], s["labels"]) for s in segments[::2]]
     balanced += [row(s["ytid"], s["start"], s["labels"]) for s in extra.values()]
     balanced += ["tooShort1, 30.000", f'{_random_ytid(rng)}, abc, 40.000, "/m/064t9"',
-                 f'../../etc/x, 0.000, 10.000, "/m/064t9"']
+                 '../../etc/x, 0.000, 10.000, "/m/064t9"']
     evaluation = [row(s["ytid"], s["start"], s["labels"]) for s in segments[1::2]]
     evaluation.append(row(segments[0]["ytid"], segments[0]["start"], segments[0]["labels"]))
     evaluation.append(row(segments[2]["ytid"], segments[2]["start"] + 100.0, segments[2]["labels"]))

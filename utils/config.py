@@ -108,6 +108,9 @@ class ModelConfig:
     roberta_intermediate: int = 4096
     vocab_size: int = 50265
     dropout: float = 0.1
+    # where the fusion model's encoders start: "pretrained" (audio_source / lyrics_source) or
+    # "unimodal" (the lyrics and audio models already fine-tuned on the same task)
+    fusion_init: str = "pretrained"
 
 
 @dataclass
@@ -163,16 +166,16 @@ def tiny_profile() -> Profile:
         model=ModelConfig(
             audio_source="scratch", lyrics_source="scratch", tokenizer_source="corpus",
             max_tokens=96,
-            ast_hidden=64, ast_layers=2, ast_heads=4, ast_intermediate=128,
+            ast_hidden=128, ast_layers=2, ast_heads=4, ast_intermediate=256,
             roberta_hidden=64, roberta_layers=2, roberta_heads=4, roberta_intermediate=128,
-            vocab_size=1000, dropout=0.1,
+            vocab_size=1000, dropout=0.1, fusion_init="unimodal",
         ),
         train=TrainConfig(
             batch_size={"lyrics": 16, "audio": 16, "multimodal": 16},
-            learning_rate={"lyrics": 1e-3, "audio": 1e-3, "multimodal": 1e-3},
-            epochs=30, warmup_ratio=0.1, weight_decay=0.01, patience=6, mixed_precision=False,
+            learning_rate={"lyrics": 1e-3, "audio": 5e-4, "multimodal": 3e-4},
+            epochs=40, warmup_ratio=0.1, weight_decay=0.01, patience=8, mixed_precision=False,
         ),
-        corpus=CorpusConfig(songs_per_class=60),
+        corpus=CorpusConfig(songs_per_class=150),
         separator="oracle",
         explain_samples=1000,
         device="cpu",

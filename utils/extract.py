@@ -248,3 +248,28 @@ def extract_split(corpus_dir: str | Path, split: str, profile: str | Profile = "
     for reason, items in report.problems.items():
         log.warning("extract %s: %d song(s) %s", split, len(items), reason)
     return report
+
+
+def plot_feature(corpus_dir: str | Path, song_id: str, out_path: str | Path | None = None):
+    """Image of one precomputed AST input (frames x mel bins); saved to ``out_path`` if given.
+
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    path = Path(corpus_dir) / "features" / f"{song_id}.npy"
+    if not path.is_file():
+        raise FileNotFoundError(f"no features for id {song_id!r}: {path}")
+    feature = np.load(path, allow_pickle=False)
+    fig, ax = plt.subplots(figsize=(8, 3))
+    image = ax.imshow(feature.T, origin="lower", aspect="auto", cmap="magma")
+    ax.set_xlabel("frame (10 ms)")
+    ax.set_ylabel("mel bin")
+    ax.set_title(f"AST input of {song_id} (normalised log-mel)")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    if out_path is not None:
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out_path, dpi=100)
+    return fig

@@ -474,7 +474,8 @@ def split_counts_table(splits: dict[str, pd.DataFrame], classes: Iterable[str],
     return out
 
 
-def _resolve_profile(profile: str | Profile) -> Profile:
+def as_profile(profile: str | Profile) -> Profile:
+    """A :class:`Profile` from a profile name or a profile."""
     return get_profile(profile) if isinstance(profile, str) else profile
 
 
@@ -550,7 +551,7 @@ def build_m4a(music4all_dir: str | Path, out_dir: str | Path,
     from tqdm.auto import tqdm
 
     rules = load_genre_rules(rules_path)
-    prof = _resolve_profile(profile)
+    prof = as_profile(profile)
     sr, clip_seconds = prof.audio.sample_rate, prof.audio.clip_seconds
     root, out_dir = Path(music4all_dir), Path(out_dir)
     songs, problems = read_music4all(root)
@@ -765,7 +766,7 @@ def import_published_split(split_dir: str | Path, out_dir: str | Path,
     """
     from tqdm.auto import tqdm
 
-    prof = _resolve_profile(profile)
+    prof = as_profile(profile)
     out_dir = Path(out_dir)
     problems: dict[str, list[str]] = defaultdict(list)
     counts = FilterCounts(GENRES)

@@ -106,6 +106,10 @@ class NetError(Exception):
         self.retry_after = retry_after
 
 
+class QuotaExceeded(NetError):
+    """The service's daily quota is used up: retrying today is pointless; stop the step."""
+
+
 def error_for_status(status: int, message: str, retry_after: float | None = None) -> NetError:
     """A :class:`NetError` for an HTTP status: 429 and 5xx are retryable, other 4xx not."""
     retryable = status == 429 or status >= 500
@@ -240,10 +244,6 @@ class ProgressLog:
         for rec in self.records.values():
             out[rec["status"]] += 1
         return out
-
-    def errors(self, status: str = "skipped") -> dict[str, str]:
-        """``{id: error}`` for records with ``status``."""
-        return {i: r.get("error") or "" for i, r in self.records.items() if r["status"] == status}
 
 
 class Skip(Exception):
@@ -395,8 +395,7 @@ class WebClient:
             reason = resp.text[:300]
             status = resp.status_code
             if status == 403 and "quotaExceeded" in reason:
-                # daily quota: retrying within this run is pointless
-                raise NetError(f"HTTP 403 quota exceeded: {reason}", status=403)
+                raise QuotaExceeded(f"HTTP 403 quota exceeded: {reason}", status=403)
             raise error_for_status(status, reason, _retry_after(resp.headers))
         return parse_videos_response(resp.json())
 
@@ -414,23 +413,30 @@ class WebClient:
         return self._genius
 
     def search_song(self, artist: str, title: str) -> dict | None:
-        """Genius' best match for (artist, title): ``{"artist", "title", "lyrics"}`` or None."""
+        """Genius' best match for (artist, title): ``{"artist", "title", "lyrics"}`` or None.
+
+        A match whose lyrics page gave no text raises a non-retryable :class:`NetError`
+        (recorded as failed, so a later run tries again: Genius answers rate-limited page
+        requests with pages that hold no lyrics)."""
         import requests
 
         genius = self._genius_client()
         try:
             song = genius.search_song(title, artist)
-        except requests.HTTPError as err:
-            status = err.response.status_code if err.response is not None else 0
-            headers = err.response.headers if err.response is not None else {}
-            raise error_for_status(status, str(err), _retry_after(headers)) from None
         except requests.Timeout as err:
             raise NetError(f"Genius timeout: {err}", retryable=True) from None
         except requests.ConnectionError as err:
             raise NetError(f"Genius connection error: {err}", retryable=True) from None
+        except (requests.HTTPError, AssertionError) as err:
+            # lyricsgenius raises HTTPError(status, text) or AssertionError("Unexpected
+            # response status code: 429 ...") for non-200 answers
+            raise _genius_error(err) from None
         if song is None:
             return None
-        return {"artist": str(song.artist), "title": str(song.title), "lyrics": str(song.lyrics or "")}
+        lyrics = str(song.lyrics or "")
+        if not lyrics.strip():
+            raise NetError(f"Genius page for {artist!r} - {title!r} gave no lyrics")
+        return {"artist": str(song.artist), "title": str(song.title), "lyrics": lyrics}
 
     # -- yt-dlp + ffmpeg
     @staticmethod
@@ -438,10 +444,10 @@ class WebClient:
         exe = shutil.which("yt-dlp")
         if exe:
             return [exe]
-        try:
-            import yt_dlp  # noqa: F401
-        except ImportError:
-            raise RuntimeError("audio download needs yt-dlp (pip install yt-dlp)") from None
+        import importlib.util
+
+        if importlib.util.find_spec("yt_dlp") is None:
+            raise RuntimeError("audio download needs yt-dlp (pip install yt-dlp)")
         return [sys.executable, "-m", "yt_dlp"]
 
     @staticmethod
@@ -474,13 +480,30 @@ class WebClient:
             if not downloaded:
                 raise NetError(f"yt-dlp wrote no file for {video_id}")
             cut = [ffmpeg, "-nostdin", "-loglevel", "error", "-y",
-                   "-ss", f"{start_seconds:.3f}", "-to", f"{end_seconds:.3f}",
-                   "-i", str(downloaded[0]), "-ac", "1", "-ar", str(self.sample_rate),
-                   "-f", "wav", str(part_path)]
+                   "-ss", f"{start_seconds:.3f}", "-i", str(downloaded[0]),
+                   "-t", f"{end_seconds - start_seconds:.3f}", "-ac", "1",
+                   "-ar", str(self.sample_rate), "-f", "wav", str(part_path)]
             proc = subprocess.run(cut, capture_output=True, text=True,
                                   timeout=self.download_timeout)
             if proc.returncode != 0:
                 raise NetError(f"ffmpeg cut failed for {video_id}: {proc.stderr.strip()[-400:]}")
+
+
+def _genius_error(err: Exception) -> NetError:
+    """A :class:`NetError` with the HTTP status found in a lyricsgenius exception."""
+    status = None
+    response = getattr(err, "response", None)
+    if response is not None and getattr(response, "status_code", None):
+        status = int(response.status_code)
+    elif err.args and isinstance(err.args[0], int):
+        status = err.args[0]
+    else:
+        match = re.search(r"status code:?\s*(\d{3})", str(err))
+        status = int(match.group(1)) if match else None
+    if status is None:
+        return NetError(f"Genius error: {err}")
+    headers = getattr(response, "headers", None)
+    return error_for_status(status, f"Genius: {str(err)[:300]}", _retry_after(headers))
 
 
 def _retry_after(headers) -> float | None:
@@ -508,7 +531,7 @@ class FakeClient:
     errors : dict
         ``{key: [status, ...]}`` -- the first calls for ``key`` (a video id, or
         ``"artist|title"``) raise these HTTP statuses before the canned answer is given;
-        a status of 0 means a timeout.
+        0 means a timeout, 403 an exhausted quota (:class:`QuotaExceeded`).
     sample_rate : int
         Hz of the wav written by :meth:`download_audio`.
     """
@@ -537,6 +560,8 @@ class FakeClient:
             status = pending.pop(0)
             if status == 0:
                 raise NetError(f"timeout for {key}", retryable=True)
+            if status == 403:
+                raise QuotaExceeded(f"HTTP 403 quota exceeded (canned) for {key}", status=403)
             raise error_for_status(status, f"canned error for {key}")
 
     def video_titles(self, video_ids: list[str]) -> dict[str, str]:

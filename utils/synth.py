@@ -462,3 +462,45 @@ def read_metadata(corpus_dir: str | Path) -> dict[str, dict]:
         raise FileNotFoundError(f"no metadata.jsonl in {corpus_dir}: not a synthetic corpus?")
     with open(path) as handle:
         return {record["id"]: record for record in map(json.loads, handle)}
+
+
+def plot_genre_examples(corpus_dir: str | Path, frame, profile, metadata: dict[str, dict], path: str | Path | None = None):
+    """AST input features of one song per genre, with its planted audio cue boxed.
+
+    Parameters
+    ----------
+    frame : a split DataFrame (id, primary_short); the first song of each genre is shown.
+    profile : supplies the audio settings. metadata : :func:`read_metadata` output.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from .features import ast_features, find_audio, load_audio
+
+    firsts = frame.groupby("primary_short", sort=True).head(1)
+    if firsts.empty:
+        raise ValueError("plot_genre_examples: the frame holds no songs")
+    columns = 3
+    rows = int(np.ceil(len(firsts) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.6 * rows), squeeze=False)
+    frames_per_second = 100.0  # 10 ms hop
+    for ax, song in zip(axes.flat, firsts.itertuples()):
+        waveform = load_audio(find_audio(Path(corpus_dir) / "audio", song.id), profile.audio.sample_rate)
+        feature = ast_features(waveform, profile.audio)[0].numpy()
+        ax.imshow(feature.T, origin="lower", aspect="auto", cmap="magma")
+        for cue in metadata[song.id]["genre_cues"]:
+            if cue["modality"] == "audio":
+                x0 = cue["start_s"] * frames_per_second
+                width = (cue["end_s"] - cue["start_s"]) * frames_per_second
+                ax.add_patch(Rectangle((x0, 0), width, feature.shape[1] - 1, fill=False, color="cyan", lw=1.5))
+                ax.text(x0, feature.shape[1] - 3, cue["component"], color="cyan", fontsize=8, va="top")
+        ax.set_title(f"{song.primary_short}", fontsize=10)
+        ax.set_xlabel("frame (10 ms)", fontsize=8)
+        ax.set_ylabel("mel bin", fontsize=8)
+    for ax in axes.flat[len(firsts):]:
+        ax.axis("off")
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    return fig

@@ -52,7 +52,7 @@ def predict_proba(model: nn.Module, dataset, *, batch_size: int = 64, device: st
 
 def train_model(model: nn.Module, train_set, val_set, profile: Profile, out_dir: str | Path, *, seed: int = 0,
                 device: str | None = None, epochs: int | None = None, progress: bool = True,
-                extra: dict | None = None) -> dict:
+                extra: dict | None = None, stop_after: int | None = None) -> dict:
     """Train ``model`` (kind taken from ``model.kind``) and keep the best epoch.
 
     Parameters
@@ -64,6 +64,8 @@ def train_model(model: nn.Module, train_set, val_set, profile: Profile, out_dir:
     seed : seeds shuffling and dropout per epoch.
     epochs : overrides ``profile.train.epochs``.
     extra : stored in the saved ``model.json`` (task, class names...).
+    stop_after : run at most this many epochs in this call, then return (for time-boxed
+        sessions such as free Kaggle/Colab GPUs); calling again continues the same schedule.
 
     Returns
     -------
@@ -110,7 +112,10 @@ def train_model(model: nn.Module, train_set, val_set, profile: Profile, out_dir:
 
     from tqdm.auto import tqdm
 
-    for epoch in range(state["epochs_done"], epochs):
+    first_epoch = state["epochs_done"]
+    for epoch in range(first_epoch, epochs):
+        if stop_after is not None and epoch - first_epoch >= stop_after:
+            break
         torch.manual_seed(seed * 100_003 + epoch)
         model.train()
         running, seen = 0.0, 0
