@@ -56,6 +56,8 @@ def read_split(corpus_dir: str | Path, split: str, *, skip_bad: bool = False) ->
                 rows.append(json.loads(line))
             except json.JSONDecodeError as error:
                 raise DataError(f"{path}:{number}: not valid JSON ({error})") from error
+    if not rows:
+        raise DataError(f"{path}: no songs in this split")
     frame = pd.DataFrame(rows)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:

@@ -387,8 +387,9 @@ def _assign(settings: CorpusSettings) -> list[tuple[str, str, str]]:
     rng = np.random.default_rng([settings.seed, 10**6])
     plan = []
     per_class = settings.songs_per_class
-    n_train = int(round(per_class * settings.split[0]))
-    n_val = int(round(per_class * settings.split[1]))
+    n_train = max(1, int(round(per_class * settings.split[0])))
+    n_val = max(1, int(round(per_class * settings.split[1])))
+    n_train = min(n_train, per_class - n_val - 1)  # at least one test song per class
     for genre in GENRES:
         emotions = [EMOTIONS[i % len(EMOTIONS)] for i in range(per_class)]
         rng.shuffle(emotions)
