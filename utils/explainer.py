@@ -23,6 +23,15 @@ return), which the explainer then calls with the switch matrices of each batch (
 compose features instead of waveforms); ``audio_masks`` is ``(batch, n_components)`` and
 ``text_masks`` ``(batch, n_text_features)``, ones for a modality that is kept intact.
 
+Sampling (``sampling``): ``'iid'`` (default, the paper's) draws every row independently.
+``'crossed'`` (:func:`sample_crossed_neighbourhood`) is for late-fusion models only -- models
+that factor into per-modality encoders and a head, ``p = head(enc_a(audio), enc_t(text))``,
+as the paper's multimodal model: it draws ``K_a`` audio masks and ``K_t`` lyric masks, runs
+each encoder once per mask (``K_a + K_t`` encoder passes instead of ``2 N``) and the cheap head
+on (audio mask, text mask) pairs. The model answers for those pairs are exact; what changes
+is the design: each audio mask recurs in about ``N / K_a`` rows. Every other model (a
+single-input model, early fusion, cross-attention) must use ``'iid'``.
+
 Note on locality: as in the authors' code the distance is the plain cosine distance
 (in [0, 1]; lime's text explainer multiplies it by 100), so with w = 25 every sample gets a
 kernel weight between 0.9992 and 1 -- the surrogate is in effect unweighted.
@@ -42,6 +51,10 @@ from .separation import check_sample_rate
 KERNEL_WIDTH = 25.0
 NUM_FEATURES = 100_000
 PROBABILITY_TOLERANCE = 1e-3
+SAMPLING = ("iid", "crossed")
+CROSSED_FRACTION = 10
+"""Default crossed masks per modality: ``num_samples // CROSSED_FRACTION`` (so ``K_a + K_t``
+encoder passes are a tenth of the ``2 * num_samples`` of i.i.d. sampling)."""
 
 
 # ---------------------------------------------------------------- pieces
@@ -245,6 +258,77 @@ def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | No
     return Neighbourhood(masks, np.concatenate(predictions), cosine_distances(masks), n_audio, n_text)
 
 
+def crossed_sizes(num_samples: int, crossed_masks: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``(K_a, K_t)``: the given pair, or ``num_samples // CROSSED_FRACTION`` each (at least 2)."""
+    if crossed_masks is None:
+        size = max(2, int(num_samples) // CROSSED_FRACTION)
+        return size, size
+    try:
+        k_audio, k_text = crossed_masks
+    except (TypeError, ValueError):
+        raise TypeError(f"crossed_masks must be a pair (K_a, K_t) of ints, got {crossed_masks!r}") from None
+    for name, value in (("K_a", k_audio), ("K_t", k_text)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+            raise ValueError(f"crossed_masks: {name} must be an int >= 2, got {value!r}")
+    return int(k_audio), int(k_text)
+
+
+def sample_crossed_neighbourhood(predict_fn: Any, factorization: Factorization, text: WordFeatures | LineFeatures, *,
+                                 num_samples: int = 1000, crossed_masks: tuple[int, int] | None = None,
+                                 seed: int | np.random.Generator = 0, sample_rate: int | None = None,
+                                 expected_labels: Sequence[int] | None = None) -> Neighbourhood:
+    """Crossed sampling for a late-fusion model (multimodal ``'both'`` mode only).
+
+    Draws ``K_a`` audio masks and ``K_t`` lyric masks (uniform 0/1, the first of each all
+    ones), asks ``predict_fn.predict_crossed`` for the model's answers on ``num_samples``
+    distinct (audio mask, text mask) pairs -- the encoders run once per mask, ``K_a + K_t``
+    passes, and only the head runs per pair -- and returns those pairs as the neighbourhood:
+    row ``r`` is ``[audio mask ; text mask]`` of pair ``r``, row 0 the all-ones pair, cosine
+    distances to row 0 as usual.
+
+    The pairs are row 0 = (0, 0) plus ``num_samples - 1`` distinct pairs drawn uniformly
+    without replacement from the other ``K_a * K_t - 1`` (a subsample of the grid keeps the
+    surrogate's size at ``num_samples``; give ``num_samples >= K_a * K_t`` to use the whole
+    grid). Marginally every row is still a uniform random mask; rows sharing a mask are not
+    independent, so the surrogate's audio weights rest on ``K_a`` distinct audio masks and its
+    word weights on ``K_t`` distinct text masks.
+
+    Valid only when the model is ``head(audio encoder(audio), text encoder(text))`` (the
+    paper's fusion model): ``predict_fn`` must offer ``predict_crossed(audio_masks,
+    text_masks, factorization, text, pairs=(audio_index, text_index)) -> (n, classes)``, as
+    :class:`utils.predict.ModelPredictor` does for a fusion model.
+
+    Parameters
+    ----------
+    num_samples : int
+        Rows of the neighbourhood (pairs), including the original.
+    crossed_masks : (K_a, K_t), optional
+        Masks per modality; default ``num_samples // 10`` each (:func:`crossed_sizes`).
+    seed : int or np.random.Generator
+        Seeds the masks and the pair subsample.
+    """
+    _check_inputs(factorization, text, "both", num_samples, 1, sample_rate)
+    predict_crossed = getattr(predict_fn, "predict_crossed", None)
+    if not callable(predict_crossed):
+        raise TypeError("sampling='crossed' needs a late-fusion model adapter with predict_crossed(audio_masks, "
+                        "text_masks, factorization, text, pairs) (e.g. utils.predict.ModelPredictor around a "
+                        f"FusionClassifier); {type(predict_fn).__name__} has none -- use sampling='iid'")
+    k_audio, k_text = crossed_sizes(num_samples, crossed_masks)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    audio_masks = sample_masks(k_audio, factorization.n_components, rng)
+    text_masks = sample_masks(k_text, text.n_features, rng)
+    grid = k_audio * k_text
+    rows = min(int(num_samples), grid)
+    flat = np.concatenate([[0], 1 + rng.choice(grid - 1, rows - 1, replace=False)]).astype(np.int64)
+    audio_index, text_index = flat // k_text, flat % k_text
+    output = predict_crossed(audio_masks, text_masks, factorization, text, pairs=(audio_index, text_index))
+    predictions = check_probabilities(output, rows)
+    if expected_labels is not None:
+        check_labels(expected_labels, predictions.shape[1])
+    masks = np.hstack([audio_masks[audio_index], text_masks[text_index]])
+    return Neighbourhood(masks, predictions, cosine_distances(masks), factorization.n_components, text.n_features)
+
+
 # ---------------------------------------------------------------- step 2: surrogate
 def fit_surrogate(masks: np.ndarray, predictions: np.ndarray, distances: np.ndarray, label: int, *,
                   kernel_width: float = KERNEL_WIDTH, num_features: int = NUM_FEATURES,
@@ -316,7 +400,8 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
             modality: str = "both", labels: Sequence[int] | None = None, top_labels: int | None = None,
             num_samples: int = 1000, batch_size: int = 10, seed: int = 0,
             kernel_width: float = KERNEL_WIDTH, num_features: int = NUM_FEATURES, feature_selection: str = "auto",
-            text_unit: str = "words", class_names: Sequence[str] | None = None, progress: bool = False) -> Explanation:
+            text_unit: str = "words", class_names: Sequence[str] | None = None, progress: bool = False,
+            sampling: str = "iid", crossed_masks: tuple[int, int] | None = None) -> Explanation:
     """Explain one song's prediction with MusicLIME.
 
     Parameters
@@ -351,6 +436,13 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
         For display; its length must match the model's classes.
     progress : bool
         Show a tqdm bar while querying the model.
+    sampling : {'iid', 'crossed'}
+        ``'iid'`` (default): independent rows, as the paper. ``'crossed'``: only for a
+        late-fusion model in ``'both'`` mode (see :func:`sample_crossed_neighbourhood`):
+        ``K_a`` audio and ``K_t`` lyric masks, each encoder once per mask, the head on
+        ``num_samples`` of the ``K_a x K_t`` pairs; ``batch_size`` is then unused.
+    crossed_masks : (K_a, K_t), optional
+        Crossed sampling's masks per modality (default ``num_samples // 10`` each).
 
     Returns
     -------
@@ -364,9 +456,22 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
     if top_labels is not None and (isinstance(top_labels, bool) or not isinstance(top_labels, (int, np.integer))
                                    or top_labels < 1):
         raise ValueError(f"top_labels must be a positive int, got {top_labels!r}")
-    neighbourhood = sample_neighbourhood(predict_fn, factorization, text, modality=modality, num_samples=num_samples,
-                                         batch_size=batch_size, seed=seed, sample_rate=sample_rate,
-                                         expected_labels=None if top_labels is not None else labels, progress=progress)
+    if sampling not in SAMPLING:
+        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+    expected = None if top_labels is not None else labels
+    if sampling == "crossed":
+        if modality != "both":
+            raise ValueError(f"sampling='crossed' crosses audio and lyric masks, so it needs modality='both' (got "
+                             f"{modality!r}; in one-modality modes the intact modality is already encoded once)")
+        if factorization is None or text is None:
+            raise ValueError("sampling='crossed' needs both a factorization and lyrics")
+        neighbourhood = sample_crossed_neighbourhood(predict_fn, factorization, text, num_samples=num_samples,
+                                                     crossed_masks=crossed_masks, seed=seed, sample_rate=sample_rate,
+                                                     expected_labels=expected)
+    else:
+        neighbourhood = sample_neighbourhood(predict_fn, factorization, text, modality=modality,
+                                             num_samples=num_samples, batch_size=batch_size, seed=seed,
+                                             sample_rate=sample_rate, expected_labels=expected, progress=progress)
     n_classes = neighbourhood.predictions.shape[1]
     if class_names is not None and len(class_names) != n_classes:
         raise ValueError(f"class_names has {len(class_names)} names but the model returned {n_classes} classes")
@@ -393,6 +498,10 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
         "factorization": None if factorization is None else type(factorization).__name__,
         "separator": getattr(factorization, "separator_name", None),
     }
+    if sampling == "crossed":   # i.i.d. settings stay as they were (records compare settings)
+        settings["sampling"] = "crossed"
+        settings["crossed_masks"] = list(crossed_sizes(num_samples, crossed_masks))
+        settings["num_samples"] = int(neighbourhood.masks.shape[0])
     return Explanation(_features(factorization, text, neighbourhood), fits, original, modality=modality,
                        lyrics=None if text is None else text.lyrics,
                        text_unit=text.unit if text is not None else text_unit,

@@ -1,29 +1,178 @@
 """Our trained models as MusicLIME's black box: ``(texts, waveforms) -> probabilities``.
 
 :class:`ModelPredictor` is callable like any black box, and also exposes the explainer's
-fast path ``predict_masks(audio_masks, text_masks, factorization, text_features)``:
+fast paths:
 
-* only distinct mask rows are composed and encoded (``np.unique`` over rows), so the intact
-  modality in ``'audio'`` / ``'lyrical'`` mode is composed, featurised and encoded once per
-  batch, and its encoding is kept across batches -- for the fusion model the unperturbed
-  modality's encoder runs once per explanation, not once per sample;
-* perturbed clips are composed with one (masks x components) matrix product and their AST
-  features computed in one batched call;
-* the fusion model runs its two encoders separately and the head on the row pairs.
+* ``predict_masks(audio_masks, text_masks, factorization, text_features)`` (i.i.d.
+  sampling): only distinct mask rows are composed and encoded (``np.unique`` over rows), so
+  the intact modality in ``'audio'`` / ``'lyrical'`` mode is composed, featurised and
+  encoded once, and its encoding is kept across batches -- for the fusion model the
+  unperturbed modality's encoder runs once per explanation, not once per sample;
+* ``predict_crossed(audio_masks, text_masks, factorization, text_features, pairs)``
+  (crossed sampling, fusion model only): each encoder runs once per mask of its own
+  modality and the head on (audio mask, text mask) pairs; see
+  :func:`utils.explainer.sample_crossed_neighbourhood`.
+
+Audio features of perturbed clips come straight from the masks (:class:`SpectralComposer`):
+the AST front end is linear in the waveform up to the power spectrum, and a perturbed clip
+is a masked sum of components, so its power spectrum is a quadratic form in the mask and
+its mel energies are ``m^T G[f, j] m`` with small per-frame Gram matrices ``G`` computed
+once per song. No waveform is ever composed, framed or Fourier-transformed per sample.
+
+Inference can run under autocast (``autocast='bf16'`` / ``'fp16'``); features, masks and
+embeddings stay on the model's device between phases, and only the probabilities come back.
 """
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from .config import Profile, resolve_device
-from .features import ast_features
+from .config import AudioConfig, Profile, resolve_device
+from .features import (AST_SAMPLE_RATE, FFT_LENGTH, MEL_FLOOR, _mel_filters, ast_features, frame_spectra,
+                       spectra_to_features)
 from .text import TokenCache
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+FEATURE_PATHS = ("auto", "spectral", "waveform")
+HEAD_CHUNK = 65_536  # (audio, text) pairs per head call in crossed mode (bounds memory)
+CPU_CHUNK = 256      # rows per encoder call on CPU with chunk_size='auto'
 
+
+# ---------------------------------------------------------------- linear-domain composition
+class SpectralComposer:
+    """AST input features of mask-composed clips, computed from the components' spectra.
+
+    Everything in the AST front end before the power spectrum (framing, DC removal,
+    pre-emphasis, Hann window, FFT: :func:`utils.features.frame_spectra`) is linear in the
+    waveform. A perturbed clip is ``sum_c m_c x_c`` (components ``x_c``, mask ``m``), so its
+    frame spectra are ``sum_c m_c S_c`` with ``S_c`` each component's spectra, computed once.
+    Two exact ways on from there:
+
+    * ``'spectra'`` -- compose the complex spectra as a (masks x components) product (real
+      and imaginary parts separately) and run the non-linear tail
+      (:func:`utils.features.spectra_to_features`: power, mel, log, pad, normalise);
+    * ``'gram'`` -- go one step further: the power ``|sum_c m_c S_c|^2`` is a quadratic form
+      in ``m`` and the mel energies are linear in the power, so the mel energy of frame
+      ``f``, band ``j`` is ``m^T G[f, j] m`` with ``G[f, j]_cd = sum_k mel[k, j]
+      Re(S_c[f, k] conj(S_d[f, k]))``. A component is silent (exactly zero spectra) outside
+      its segment, so each frame only involves the few components overlapping it (4 inside a
+      segment, 8 across a boundary for stems x segments): per row this costs
+      ``sum_f n_pairs(f) * mel`` multiply-adds instead of composing 257-bin spectra and a
+      257 x mel product per frame.
+
+    ``'auto'`` picks the cheaper by counting multiply-adds (``'gram'`` for segment-local
+    components, ``'spectra'`` when most components overlap most frames). Both equal
+    ``ASTFeatureExtractor`` on the composed waveform (see tests/test_speed.py). The Gram
+    path computes in float64 (``dtype``) because the quadratic form sums cross terms that
+    may cancel; the mel energies are cast to float32 before the log.
+
+    Parameters
+    ----------
+    components_matrix : (n_components, samples) float array at 16 kHz.
+    audio_cfg : the profile's audio settings (mel bins, frames, normalisation).
+    device : where the precomputed tables live and features are computed.
+    method : 'auto', 'gram' or 'spectra'.
+    dtype : float dtype of the Gram tables and the quadratic form (float64 default).
+    """
+
+    def __init__(self, components_matrix: np.ndarray, audio_cfg: AudioConfig, device: str | torch.device = "cpu",
+                 method: str = "auto", dtype: torch.dtype = torch.float64):
+        if audio_cfg.sample_rate != AST_SAMPLE_RATE:
+            raise ValueError(f"AST features need 16000 Hz audio; the profile says sample_rate={audio_cfg.sample_rate}")
+        if method not in ("auto", "gram", "spectra"):
+            raise ValueError(f"method must be 'auto', 'gram' or 'spectra', got {method!r}")
+        matrix = torch.tensor(np.asarray(components_matrix, dtype=np.float64), device=device)
+        if matrix.ndim != 2 or matrix.shape[0] == 0:
+            raise ValueError(f"components_matrix must be (n_components, samples), got {tuple(matrix.shape)}")
+        self.audio_cfg = audio_cfg
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.n_components = matrix.shape[0]
+        spectra = frame_spectra(matrix)                                 # (C, frames, 257) complex128
+        self.num_frames = min(spectra.shape[1], audio_cfg.max_length)   # frames kept (the rest is padding)
+        spectra = spectra[:, : self.num_frames]
+        active = (spectra.abs().amax(dim=-1) > 0).cpu().numpy()        # (C, frames): component touches frame
+        self.runs = _active_runs(active)                                # [(start, end, components), ...]
+        n_mel, n_bins = audio_cfg.num_mel_bins, FFT_LENGTH // 2 + 1
+        gram_cost = sum((e - s) * len(c) * (len(c) + 1) // 2 * n_mel for s, e, c in self.runs)
+        spectra_cost = self.num_frames * (2 * self.n_components * n_bins + n_bins * n_mel)
+        self.method = method if method != "auto" else ("gram" if gram_cost <= spectra_cost else "spectra")
+        self.macs_per_row = gram_cost if self.method == "gram" else spectra_cost
+        if self.method == "gram":
+            mel = torch.as_tensor(_mel_filters(n_mel, audio_cfg.sample_rate), device=self.device, dtype=torch.float64)
+            self._tables = []
+            for start, end, comps in self.runs:
+                if not comps:
+                    self._tables.append((start, end, None, None, None))
+                    continue
+                index = torch.as_tensor(comps, device=self.device)
+                left, right = torch.triu_indices(len(comps), len(comps), device=self.device)
+                block = spectra[index, start:end]                                   # (a, run, 257)
+                cross = (block[left] * block[right].conj()).real @ mel              # (pairs, run, mel)
+                cross = cross * torch.where(left == right, 1.0, 2.0).to(cross)[:, None, None]
+                self._tables.append((start, end, index[left], index[right], cross.reshape(len(left), -1).to(dtype)))
+        else:
+            flat = spectra.reshape(self.n_components, -1)
+            self._real = flat.real.float().contiguous()
+            self._imag = flat.imag.float().contiguous()
+            self._frames_shape = spectra.shape[1:]
+
+    def __call__(self, masks: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Features of the clips ``masks @ components_matrix``.
+
+        Parameters
+        ----------
+        masks : (rows, n_components) switches (0/1, or floats that scale components).
+
+        Returns
+        -------
+        (rows, max_length, num_mel_bins) float32 tensor on the composer's device, equal to
+        ``ast_features(masks @ components_matrix)``.
+        """
+        masks = torch.as_tensor(masks, device=self.device)
+        if masks.ndim != 2 or masks.shape[1] != self.n_components:
+            raise ValueError(f"masks must be (rows, {self.n_components}), got {tuple(masks.shape)}")
+        cfg = self.audio_cfg
+        if self.method == "spectra":
+            masks = masks.float()
+            real = (masks @ self._real).reshape(len(masks), *self._frames_shape)
+            imag = (masks @ self._imag).reshape(len(masks), *self._frames_shape)
+            return spectra_to_features(torch.complex(real, imag), cfg)
+        masks = masks.to(self.dtype)
+        rows, n_mel = masks.shape[0], cfg.num_mel_bins
+        scale = 1.0 / (cfg.feature_std * 2)
+        # zero-padded frames of the log-mel are 0 before normalisation
+        out = torch.full((rows, cfg.max_length, n_mel), -cfg.feature_mean * scale, device=self.device)
+        mel_energy = out[:, : self.num_frames]
+        for start, end, left, right, table in self._tables:
+            if table is None:
+                mel_energy[:, start:end] = 0.0
+                continue
+            pairs = masks[:, left] * masks[:, right]                               # (rows, pairs)
+            mel_energy[:, start:end] = (pairs @ table).reshape(rows, end - start, n_mel)
+        mel_energy.clamp_(min=MEL_FLOOR).log_().sub_(cfg.feature_mean).mul_(scale)
+        return out
+
+
+def _active_runs(active: np.ndarray) -> list[tuple[int, int, tuple[int, ...]]]:
+    """Maximal runs of consecutive frames that involve the same components.
+
+    ``active`` is (n_components, frames) bool; returns ``[(start, end, components), ...]``.
+    """
+    frames = active.shape[1]
+    if frames == 0:
+        return []
+    change = np.flatnonzero(np.any(active[:, 1:] != active[:, :-1], axis=0)) + 1
+    bounds = [0, *change.tolist(), frames]
+    return [(s, e, tuple(np.flatnonzero(active[:, s]).tolist())) for s, e in zip(bounds[:-1], bounds[1:])]
+
+
+# ---------------------------------------------------------------- the predictor
 class ModelPredictor:
     """Wrap a lyrics, audio or fusion classifier from :mod:`utils.models`.
 
@@ -33,46 +182,178 @@ class ModelPredictor:
     profile : supplies the audio settings (rate, mel bins, frames).
     tokens : a :class:`TokenCache` (needed for lyrics and fusion models).
     device : 'cpu', 'cuda' or 'auto'.
-    chunk_size : rows per encoder call inside one request (bounds memory).
+    chunk_size : rows per encoder call (bounds memory), or 'auto': 256 on CPU; on CUDA as
+        many rows as fit in half the free memory, from a probe of the encoders' peak memory
+        per row (:meth:`auto_chunk_size`).
+    features : 'auto' (linear-domain :class:`SpectralComposer` features whenever the
+        factorization offers a ``components_matrix``), 'spectral' (require it) or
+        'waveform' (compose waveforms, then :func:`utils.features.ast_features`).
+    autocast : None (fp32), 'bf16' or 'fp16': encoders and head run under
+        ``torch.autocast`` with that dtype; features are computed in fp32 and the
+        probabilities returned in float32.
+
+    Attributes
+    ----------
+    calls : dict
+        ``audio_rows`` / ``text_rows``: encoder rows actually run (encoder passes).
+    timings : dict
+        Seconds spent per phase: ``composition`` (waveforms / texts from masks),
+        ``features`` (AST features, tokenisation, composer set-up), ``encoders``, ``head``
+        (fusion head, softmax, copy to host). On CUDA set ``sync_timings = True`` for exact
+        per-phase figures (synchronises at phase ends).
     """
 
     def __init__(self, model: torch.nn.Module, profile: Profile, tokens: TokenCache | None = None,
-                 device: str = "auto", chunk_size: int = 256):
+                 device: str = "auto", chunk_size: int | str = 256, *, features: str = "auto",
+                 autocast: str | None = None):
         self.kind = model.kind
         if self.kind in ("lyrics", "multimodal") and tokens is None:
             raise ValueError(f"a {self.kind} model needs tokens=TokenCache(...)")
+        if features not in FEATURE_PATHS:
+            raise ValueError(f"features must be one of {FEATURE_PATHS}, got {features!r}")
+        if autocast is not None and autocast not in AUTOCAST_DTYPES:
+            raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {autocast!r}")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.profile = profile
         self.tokens = tokens
-        self.chunk_size = chunk_size
+        self.features = features
+        self.autocast = autocast
+        self.sync_timings = False
         self._intact: dict[str, tuple[object, torch.Tensor]] = {}
+        self._composer: tuple[object, SpectralComposer] | None = None
         self.calls = {"audio_rows": 0, "text_rows": 0}  # encoder rows actually run (for benchmarks)
+        self.timings: dict[str, float] = defaultdict(float)
+        if chunk_size == "auto":
+            chunk_size = self.auto_chunk_size()
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int or 'auto', got {chunk_size!r}")
+        self.chunk_size = int(chunk_size)
+
+    # ------------------------------------------------------------ bookkeeping
+    def reset_counters(self) -> None:
+        """Zero ``calls`` and ``timings``."""
+        self.calls = {"audio_rows": 0, "text_rows": 0}
+        self.timings = defaultdict(float)
+
+    def _tick(self, phase: str, since: float) -> float:
+        if self.sync_timings and str(self.device).startswith("cuda"):
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.timings[phase] += now - since
+        return now
+
+    def _autocast(self):
+        device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
+        return torch.autocast(device_type, dtype=AUTOCAST_DTYPES.get(self.autocast, torch.float32),
+                              enabled=self.autocast is not None)
+
+    @torch.no_grad()
+    def auto_chunk_size(self, memory_fraction: float = 0.5, probe_rows: int = 8, limit: int = 4096) -> int:
+        """Rows per encoder call: ``CPU_CHUNK`` on CPU; on CUDA as many rows as fit in
+        ``memory_fraction`` of the free memory, from the peak memory of a probe batch of
+        ``probe_rows`` rows through the encoders (multiple of 8, at most ``limit``)."""
+        if not str(self.device).startswith("cuda"):
+            return CPU_CHUNK
+        cfg = self.profile.audio
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        with self._autocast():
+            if self.kind in ("audio", "multimodal"):
+                values = torch.zeros(probe_rows, cfg.max_length, cfg.num_mel_bins, device=self.device)
+                self.model(input_values=values) if self.kind == "audio" else self.model.encode_audio(values)
+            if self.kind in ("lyrics", "multimodal"):
+                ids = torch.ones(probe_rows, self.tokens.max_tokens, dtype=torch.long, device=self.device)
+                mask = torch.ones_like(ids)
+                self.model(ids, mask) if self.kind == "lyrics" else self.model.encode_lyrics(ids, mask)
+        torch.cuda.synchronize()
+        per_row = max(1, (torch.cuda.max_memory_allocated(self.device) - before) // probe_rows)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        rows = int(memory_fraction * free // per_row)
+        return int(max(8, min(limit, rows // 8 * 8)))
 
     # ------------------------------------------------------------ encoders
+    def _encode_audio_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Audio model: logits; fusion model: AST pooled embeddings, for (rows, frames, mel) features."""
+        with self._autocast():
+            if self.kind == "audio":
+                return self.model(input_values=features)
+            return self.model.encode_audio(features)
+
     def _audio_outputs(self, waveforms: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Audio model: logits; fusion model: AST pooled embeddings. (rows, ...)."""
+        """Audio model: logits; fusion model: AST pooled embeddings, for (rows, samples) waveforms."""
         outputs = []
         for start in range(0, len(waveforms), self.chunk_size):
+            tick = time.perf_counter()
             features = ast_features(waveforms[start:start + self.chunk_size], self.profile.audio, device=self.device)
-            if self.kind == "audio":
-                outputs.append(self.model(input_values=features))
-            else:
-                outputs.append(self.model.encode_audio(features))
+            tick = self._tick("features", tick)
+            outputs.append(self._encode_audio_features(features))
+            self._tick("encoders", tick)
         self.calls["audio_rows"] += len(waveforms)
         return torch.cat(outputs)
+
+    def _encode_tokens(self, encoded: dict) -> torch.Tensor:
+        with self._autocast():
+            if self.kind == "lyrics":
+                return self.model(**encoded)
+            return self.model.encode_lyrics(**encoded)
 
     def _text_outputs(self, texts: Sequence[str]) -> torch.Tensor:
         """Lyrics model: logits; fusion model: RoBERTa first-token states. (rows, ...)."""
         outputs = []
         for start in range(0, len(texts), self.chunk_size):
-            encoded = {k: v.to(self.device) for k, v in self.tokens(list(texts[start:start + self.chunk_size])).items()}
-            if self.kind == "lyrics":
-                outputs.append(self.model(**encoded))
-            else:
-                outputs.append(self.model.encode_lyrics(**encoded))
+            tick = time.perf_counter()
+            encoded = {k: v.to(self.device, non_blocking=True)
+                       for k, v in self.tokens(list(texts[start:start + self.chunk_size])).items()}
+            tick = self._tick("features", tick)
+            outputs.append(self._encode_tokens(encoded))
+            self._tick("encoders", tick)
         self.calls["text_rows"] += len(texts)
         return torch.cat(outputs)
+
+    def _composer_for(self, factorization) -> SpectralComposer | None:
+        """The song's :class:`SpectralComposer` (built once per factorization), or None for the waveform path."""
+        if self.features == "waveform":
+            return None
+        matrix = getattr(factorization, "components_matrix", None)
+        if matrix is None or self.profile.audio.sample_rate != AST_SAMPLE_RATE:
+            if self.features == "spectral":
+                raise ValueError("features='spectral' needs a factorization with a components_matrix at 16 kHz")
+            return None
+        if self._composer is None or self._composer[0] is not factorization:
+            tick = time.perf_counter()
+            self._composer = (factorization, SpectralComposer(matrix, self.profile.audio, self.device))
+            self._tick("features", tick)
+        return self._composer[1]
+
+    def _audio_from_masks(self, masks: np.ndarray, factorization) -> torch.Tensor:
+        """Encoder outputs for (rows, n_components) masks, chunk by chunk."""
+        composer = self._composer_for(factorization)
+        if composer is None:
+            tick = time.perf_counter()
+            waveforms = factorization.compose(masks).astype(np.float32, copy=False)
+            self._tick("composition", tick)
+            return self._audio_outputs(waveforms)
+        outputs = []
+        masks_t = torch.as_tensor(np.asarray(masks, dtype=np.float64), device=self.device)
+        for start in range(0, len(masks_t), self.chunk_size):
+            tick = time.perf_counter()
+            features = composer(masks_t[start:start + self.chunk_size])
+            tick = self._tick("features", tick)
+            outputs.append(self._encode_audio_features(features))
+            self._tick("encoders", tick)
+        self.calls["audio_rows"] += len(masks_t)
+        return torch.cat(outputs)
+
+    def _text_from_masks(self, masks: np.ndarray, text_features) -> torch.Tensor:
+        tick = time.perf_counter()
+        texts = text_features.compose(masks)
+        self._tick("composition", tick)
+        return self._text_outputs(texts)
+
+    def _finish(self, logits: torch.Tensor) -> np.ndarray:
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
     # ------------------------------------------------------------ black-box interface
     @torch.no_grad()
@@ -85,14 +366,23 @@ class ModelPredictor:
         else:
             if len(texts) != len(waveforms):
                 raise ValueError(f"{len(texts)} texts but {len(waveforms)} waveforms")
-            logits = self.model.classify(self._audio_outputs(np.asarray(waveforms, dtype=np.float32)),
-                                         self._text_outputs(texts))
-        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            audio = self._audio_outputs(np.asarray(waveforms, dtype=np.float32))
+            text = self._text_outputs(texts)
+            tick = time.perf_counter()
+            with self._autocast():
+                logits = self.model.classify(audio, text)
+            out = self._finish(logits)
+            self._tick("head", tick)
+            return out
+        tick = time.perf_counter()
+        out = self._finish(logits)
+        self._tick("head", tick)
+        return out
 
-    # ------------------------------------------------------------ explainer fast path
-    def _unique_encode(self, masks: np.ndarray, source, encode, compose) -> torch.Tensor:
+    # ------------------------------------------------------------ explainer fast paths
+    def _unique_encode(self, masks: np.ndarray, source, encode) -> torch.Tensor:
         """Encode each distinct mask row once; all-ones rows are cached per source object."""
-        unique, inverse = np.unique(masks, axis=0, return_inverse=True)
+        unique, inverse = np.unique(np.asarray(masks), axis=0, return_inverse=True)
         inverse = np.asarray(inverse).reshape(-1)
         full = np.all(unique == 1, axis=1)
         rows: list[torch.Tensor | None] = [None] * len(unique)
@@ -100,37 +390,100 @@ class ModelPredictor:
         if full.any():
             cached = self._intact.get(key)
             if cached is None or cached[0] is not source:
-                self._intact[key] = (source, encode(compose(unique[full][:1]))[0])
+                self._intact[key] = (source, encode(unique[full][:1])[0])
             for index in np.flatnonzero(full):
                 rows[index] = self._intact[key][1]
         todo = np.flatnonzero(~full)
         if len(todo):
-            for index, value in zip(todo, encode(compose(unique[todo]))):
+            for index, value in zip(todo, encode(unique[todo])):
                 rows[index] = value
         return torch.stack(rows)[torch.as_tensor(inverse, device=self.device)]
 
+    def _check_sources(self, factorization, text_features) -> None:
+        if self.kind in ("audio", "multimodal") and factorization is None:
+            raise ValueError(f"a {self.kind} model needs a factorization of the audio")
+        if self.kind in ("lyrics", "multimodal") and text_features is None:
+            raise ValueError(f"a {self.kind} model needs lyrics")
+
     @torch.no_grad()
     def predict_masks(self, audio_masks: np.ndarray, text_masks: np.ndarray, factorization, text_features) -> np.ndarray:
-        """Probabilities (batch, classes) for a batch of switch rows (see the module doc)."""
+        """Probabilities (batch, classes) for a batch of switch rows (see the module doc).
+
+        ``audio_masks`` is (batch, n_components), ``text_masks`` (batch, n_text_features);
+        row ``i`` of the answer is the model's output for audio row ``i`` with text row ``i``.
+        """
+        self._check_sources(factorization, text_features)
         audio = text = None
         if self.kind in ("audio", "multimodal"):
-            if factorization is None:
-                raise ValueError(f"a {self.kind} model needs a factorization of the audio")
-            audio = self._unique_encode(audio_masks, factorization, self._audio_outputs,
-                                        lambda m: factorization.compose(m).astype(np.float32, copy=False))
+            audio = self._unique_encode(audio_masks, factorization, lambda m: self._audio_from_masks(m, factorization))
         if self.kind in ("lyrics", "multimodal"):
-            if text_features is None:
-                raise ValueError(f"a {self.kind} model needs lyrics")
-            text = self._unique_encode(text_masks, text_features, self._text_outputs, text_features.compose)
-        logits = audio if self.kind == "audio" else text if self.kind == "lyrics" else self.model.classify(audio, text)
-        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            text = self._unique_encode(text_masks, text_features, lambda m: self._text_from_masks(m, text_features))
+        tick = time.perf_counter()
+        if self.kind == "multimodal":
+            with self._autocast():
+                logits = self.model.classify(audio, text)
+        else:
+            logits = audio if self.kind == "audio" else text
+        out = self._finish(logits)
+        self._tick("head", tick)
+        return out
+
+    @torch.no_grad()
+    def predict_crossed(self, audio_masks: np.ndarray, text_masks: np.ndarray, factorization, text_features,
+                        pairs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Crossed sampling (fusion model only): each encoder once per mask, the head on pairs.
+
+        Parameters
+        ----------
+        audio_masks : (K_a, n_components) audio switch rows.
+        text_masks : (K_t, n_text_features) text switch rows.
+        pairs : (audio_index, text_index) integer arrays of equal length ``n``; default all
+            ``K_a * K_t`` pairs in row-major order (audio index major).
+
+        Returns
+        -------
+        (n, classes) float32 probabilities: row ``r`` is the model's output for
+        ``audio_masks[audio_index[r]]`` with ``text_masks[text_index[r]]``. The encoders
+        run ``K_a + K_t`` rows (fewer when masks repeat), not ``2 n``.
+        """
+        if self.kind != "multimodal":
+            raise ValueError(f"crossed sampling needs a late-fusion model (per-modality encoders + head); "
+                             f"this predictor wraps a {self.kind} model")
+        self._check_sources(factorization, text_features)
+        audio = self._unique_encode(audio_masks, factorization, lambda m: self._audio_from_masks(m, factorization))
+        text = self._unique_encode(text_masks, text_features, lambda m: self._text_from_masks(m, text_features))
+        if pairs is None:
+            audio_index = np.repeat(np.arange(len(audio)), len(text))
+            text_index = np.tile(np.arange(len(text)), len(audio))
+        else:
+            audio_index, text_index = (np.asarray(p, dtype=np.int64).reshape(-1) for p in pairs)
+            if audio_index.shape != text_index.shape:
+                raise ValueError(f"pairs must be two index arrays of equal length, got {audio_index.shape} "
+                                 f"and {text_index.shape}")
+            for name, index, size in (("audio", audio_index, len(audio)), ("text", text_index, len(text))):
+                if len(index) and (index.min() < 0 or index.max() >= size):
+                    raise ValueError(f"pairs: {name} index out of range [0, {size})")
+        tick = time.perf_counter()
+        audio_index = torch.as_tensor(audio_index, device=self.device)
+        text_index = torch.as_tensor(text_index, device=self.device)
+        logits = []
+        with self._autocast():
+            for start in range(0, len(audio_index), HEAD_CHUNK):
+                stop = start + HEAD_CHUNK
+                logits.append(self.model.classify(audio[audio_index[start:stop]], text[text_index[start:stop]]).float())
+        out = self._finish(torch.cat(logits))
+        self._tick("head", tick)
+        return out
 
 
 def load_predictor(run_dir: str | Path, task: str, kind: str, profile: Profile, corpus_dir: str | Path,
-                   device: str = "auto") -> ModelPredictor:
-    """The best ``run_dir/task/kind`` model wrapped as a predictor (tokenizer from the corpus)."""
+                   device: str = "auto", **options) -> ModelPredictor:
+    """The best ``run_dir/task/kind`` model wrapped as a predictor (tokenizer from the corpus).
+
+    ``options`` go to :class:`ModelPredictor` (``chunk_size``, ``features``, ``autocast``).
+    """
     from .pipeline import prepare_tokens, trained_model
 
     device = resolve_device(device)
     tokens = prepare_tokens(profile, corpus_dir) if kind in ("lyrics", "multimodal") else None
-    return ModelPredictor(trained_model(run_dir, task, kind, device=device), profile, tokens, device=device)
+    return ModelPredictor(trained_model(run_dir, task, kind, device=device), profile, tokens, device=device, **options)
