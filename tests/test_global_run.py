@@ -6,7 +6,6 @@ whose answer is known.
 """
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np

@@ -122,6 +122,32 @@ def test_run_on_a_cue_reading_black_box(small_corpus, tmp_path):
     assert (tmp_path / "figures" / "planted_cues.png").stat().st_size > 1000
 
 
+def test_explain_song_and_write_explanation(small_corpus, tmp_path):
+    from utils.config import get_profile
+    from utils.sanity import describe_cues, example_songs, explain_song, write_explanation
+
+    frame, metadata = load_splits(small_corpus)["test"], read_metadata(small_corpus)
+    songs = example_songs(frame, 3)
+    assert list(songs["primary_short"]) == ["hip hop", "folk", "rock"]
+    rock = songs.iloc[2]
+    cues = {c["modality"]: c for c in metadata[rock.id]["genre_cues"]}
+    assert describe_cues(metadata, rock.id) == (f"rock: audio vocals8 (falsetto, 3.2-3.6 s), "
+                                                f"lyric word '{cues['lyrics']['word']}'")
+    exp = explain_song(word_reader, small_corpus, rock, get_profile("tiny"), separator=OracleSeparator(small_corpus),
+                       modality="both", labels=[GENRES.index("rock")], num_samples=80, batch_size=40)
+    assert len(exp.audio_features) == 40 and exp.ranked(k=1)[0]["name"].lower() == cues["lyrics"]["word"]
+    assert exp.factorization is not None and exp.factorization.separator_name == "oracle"
+    paths = write_explanation(exp, tmp_path, f"explanation_{rock.id}_both")
+    assert sorted(paths) == ["csv", "heatmap", "json", "top"] and all(p.stat().st_size > 0 for p in paths.values())
+    assert paths["heatmap"].parent == tmp_path / "figures" and paths["json"].parent == tmp_path / "explanations"
+    again = Explanation.from_json(paths["json"])
+    assert np.array_equal(again.fit().weights, exp.fit().weights)
+    table = pd.read_csv(paths["csv"])
+    assert len(table) == len(exp.features) and table.loc[0, "name"].lower() == cues["lyrics"]["word"]
+    with pytest.raises(ValueError, match="separator= or factorization="):
+        explain_song(word_reader, small_corpus, rock, get_profile("tiny"))
+
+
 # ---------------------------------------------------------------- the trained tiny genre models
 SONGS_PER_CLASS = 3
 NUM_SAMPLES = 1000
@@ -153,7 +179,7 @@ def test_trained_models_find_the_planted_cues(trained_results):
         assert table.loc[key, "hit_rate"] >= threshold, (key, table)
 
 
-def test_audio_model_ignores_lyrics(trained_results):
+def test_trained_audio_model_ignores_lyrics(trained_results):
     summary = lyrics_ignored(trained_results)
     assert summary["songs"] == 6 * SONGS_PER_CLASS
     assert summary["fraction"] == 1.0, summary

@@ -117,7 +117,7 @@ class ModelConfig:
 class TrainConfig:
     batch_size: dict = field(default_factory=lambda: {"lyrics": 10, "audio": 8, "multimodal": 3})
     learning_rate: dict = field(default_factory=lambda: {"lyrics": 1e-5, "audio": 1e-5, "multimodal": 1e-5})
-    epochs: int = 10
+    epochs: dict = field(default_factory=lambda: {"lyrics": 10, "audio": 10, "multimodal": 10})
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     grad_accumulation: int = 1
@@ -173,7 +173,7 @@ def tiny_profile() -> Profile:
         train=TrainConfig(
             batch_size={"lyrics": 16, "audio": 16, "multimodal": 16},
             learning_rate={"lyrics": 1e-3, "audio": 5e-4, "multimodal": 3e-4},
-            epochs=40, warmup_ratio=0.1, weight_decay=0.01, patience=8, mixed_precision=False,
+            epochs={"lyrics": 40, "audio": 40, "multimodal": 10}, warmup_ratio=0.1, weight_decay=0.01, patience=8, mixed_precision=False,
         ),
         corpus=CorpusConfig(songs_per_class=150),
         separator="oracle",

@@ -142,7 +142,7 @@ def explain_song(item: Mapping, predictor, profile: Profile, corpus_dir: str | o
                               modality=modality, num_samples=num_samples, batch_size=batch_size, seed=seed_used,
                               class_names=class_names)
     except (ValueError, TypeError) as error:
-        raise type(error)(f"song {song_id!r}: {error}") from error
+        raise (ValueError if isinstance(error, ValueError) else TypeError)(f"song {song_id!r}: {error}") from error
     record = explanation.to_record(song_id)
     record["song_seed"] = seed_used
     true_name = item.get(LABEL_COLUMNS[task])
@@ -655,7 +655,9 @@ def _explain_main(argv: list[str]) -> int:
     from .config import get_profile
 
     parser = argparse.ArgumentParser(prog="python -m utils.global_run",
-                                     description="Explain every song of a split with MusicLIME (global run).")
+                                     description="Explain every song of a split with MusicLIME (global run).",
+                                     epilog="Merge record files (shards) into a measures CSV: "
+                                            "python -m utils.global_run merge --help")
     parser.add_argument("--profile", default="tiny", choices=["tiny", "paper"])
     parser.add_argument("--task", default="genre", choices=sorted(TASKS))
     parser.add_argument("--kind", default="multimodal", choices=list(MODEL_KINDS))

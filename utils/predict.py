@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from .config import AudioConfig, Profile, resolve_device
-from .features import (AST_SAMPLE_RATE, FFT_LENGTH, MEL_FLOOR, _mel_filters, ast_features, frame_spectra,
-                       spectra_to_features)
+from .features import (AST_SAMPLE_RATE, FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR, _mel_filters, ast_features,
+                       frame_spectra, num_frames, spectra_to_features)
 from .text import TokenCache
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -93,34 +93,88 @@ class SpectralComposer:
         self.device = torch.device(device)
         self.dtype = dtype
         self.n_components = matrix.shape[0]
-        spectra = frame_spectra(matrix)                                 # (C, frames, 257) complex128
-        self.num_frames = min(spectra.shape[1], audio_cfg.max_length)   # frames kept (the rest is padding)
-        spectra = spectra[:, : self.num_frames]
-        active = (spectra.abs().amax(dim=-1) > 0).cpu().numpy()        # (C, frames): component touches frame
-        self.runs = _active_runs(active)                                # [(start, end, components), ...]
+        self.num_frames = min(num_frames(matrix.shape[1]), audio_cfg.max_length)  # the rest is padding
+        if self.num_frames < 1:
+            raise ValueError(f"components of {matrix.shape[1]} samples are shorter than one frame")
+        windows = matrix.unfold(-1, FRAME_LENGTH, HOP_LENGTH)[:, : self.num_frames]   # (C, frames, 400) view
+        # a component touches a frame when a sample in its window is not 0 (else its spectrum there is 0)
+        active = (windows != 0).any(dim=-1).cpu().numpy()                             # (C, frames)
+        self.runs = _active_runs(active)                                              # [(start, end, comps)]
         n_mel, n_bins = audio_cfg.num_mel_bins, FFT_LENGTH // 2 + 1
         gram_cost = sum((e - s) * len(c) * (len(c) + 1) // 2 * n_mel for s, e, c in self.runs)
         spectra_cost = self.num_frames * (2 * self.n_components * n_bins + n_bins * n_mel)
         self.method = method if method != "auto" else ("gram" if gram_cost <= spectra_cost else "spectra")
-        self.macs_per_row = gram_cost if self.method == "gram" else spectra_cost
+        self.macs_per_row = spectra_cost
         if self.method == "gram":
-            mel = torch.as_tensor(_mel_filters(n_mel, audio_cfg.sample_rate), device=self.device, dtype=torch.float64)
-            self._tables = []
-            for start, end, comps in self.runs:
-                if not comps:
-                    self._tables.append((start, end, None, None, None))
-                    continue
-                index = torch.as_tensor(comps, device=self.device)
-                left, right = torch.triu_indices(len(comps), len(comps), device=self.device)
-                block = spectra[index, start:end]                                   # (a, run, 257)
-                cross = (block[left] * block[right].conj()).real @ mel              # (pairs, run, mel)
-                cross = cross * torch.where(left == right, 1.0, 2.0).to(cross)[:, None, None]
-                self._tables.append((start, end, index[left], index[right], cross.reshape(len(left), -1).to(dtype)))
+            # spectra of the active (component, frame) windows only, one row each, plus a zero row
+            component, frame = np.nonzero(active)
+            slots = np.full(active.shape, len(component), np.int64)
+            slots[component, frame] = np.arange(len(component))
+            spectra = frame_spectra(windows[torch.as_tensor(component, device=self.device),
+                                            torch.as_tensor(frame, device=self.device)])[:, 0]   # (n_active, 257)
+            spectra = torch.cat([spectra, spectra.new_zeros(1, spectra.shape[1])])
+            self._build_gram(spectra, torch.as_tensor(slots, device=self.device))
         else:
+            spectra = frame_spectra(matrix)[:, : self.num_frames]                     # (C, frames, 257)
             flat = spectra.reshape(self.n_components, -1)
             self._real = flat.real.float().contiguous()
             self._imag = flat.imag.float().contiguous()
             self._frames_shape = spectra.shape[1:]
+
+    def _build_gram(self, spectra: torch.Tensor, slots: torch.Tensor, extra_cost: float = 0.3) -> None:
+        """Per-frame Gram tables, in a few groups of frames with equally many component pairs.
+
+        Frame ``f`` with active components ``A_f`` has the pairs ``c <= d`` of ``A_f`` and the
+        table ``G[f, (c, d), j] = (2 - [c == d]) sum_k mel[k, j] Re(S_c[f, k] conj(S_d[f, k]))``.
+        Frames are grouped by pair count, and groups with few pairs are padded (zero table
+        entries) into larger ones while that adds at most ``extra_cost`` of the work, so a
+        call runs a handful of batched products, not one per run of frames. ``spectra`` holds
+        one row per active (component, frame), ``slots[c, f]`` its row (the last, zero row for
+        inactive pairs).
+        """
+        n_mel = self.audio_cfg.num_mel_bins
+        by_pairs: dict[int, list] = defaultdict(list)        # pair count -> [(start, end, left, right)]
+        for start, end, comps in self.runs:
+            if comps:                                        # silent frames: mel energy 0 (the floor)
+                up, down = np.triu_indices(len(comps))
+                by_pairs[len(up)].append((start, end, np.asarray(comps)[up], np.asarray(comps)[down]))
+        sizes = sorted(by_pairs)
+        frames_of = {p: sum(e - s for s, e, _, _ in by_pairs[p]) for p in sizes}
+        budget = extra_cost * sum(p * frames_of[p] for p in sizes)
+        target = {p: p for p in sizes}                       # merge groups upwards while padding is cheap
+        while len(set(target.values())) > 1:
+            levels = sorted(set(target.values()))
+            cost, low, high = min((sum(frames_of[p] for p in sizes if target[p] == low) * (high - low), low, high)
+                                  for low, high in zip(levels[:-1], levels[1:]))
+            if cost > budget:
+                break
+            budget -= cost
+            target = {p: high if t == low else t for p, t in target.items()}
+        mel = torch.as_tensor(_mel_filters(n_mel, self.audio_cfg.sample_rate), device=self.device,
+                              dtype=torch.float64)
+        self._groups = []
+        for level in sorted(set(target.values())):
+            entries = [e for p in sizes if target[p] == level for e in by_pairs[p]]
+            run_left = np.zeros((len(entries), level), np.int64)       # padding pairs point at component 0
+            run_right = np.zeros((len(entries), level), np.int64)
+            factor = np.zeros((len(entries), level))                    # 1 diagonal, 2 off-diagonal, 0 padding
+            for run, (_, _, up, down) in enumerate(entries):
+                run_left[run, : len(up)] = up
+                run_right[run, : len(up)] = down
+                factor[run, : len(up)] = np.where(up == down, 1.0, 2.0)
+            frames = np.concatenate([np.arange(start, end) for start, end, _, _ in entries])
+            run_of_frame = np.concatenate([np.full(end - start, run) for run, (start, end, _, _) in enumerate(entries)])
+            frames_t, run_of_frame_t, run_left_t, run_right_t, factor_t = (
+                torch.as_tensor(a, device=self.device) for a in (frames, run_of_frame, run_left, run_right, factor))
+            left, right = run_left_t[run_of_frame_t], run_right_t[run_of_frame_t]               # (F_g, p)
+            products = spectra[slots[left, frames_t[:, None]]] * spectra[slots[right, frames_t[:, None]]].conj()
+            table = (products.real @ mel) * factor_t[run_of_frame_t][:, :, None]                # (F_g, p, mel)
+            self._groups.append((frames_t, run_of_frame_t, run_left_t, run_right_t, table.to(self.dtype)))
+        covered = np.zeros(self.num_frames, bool)
+        for frames_t, *_ in self._groups:
+            covered[frames_t.cpu().numpy()] = True
+        self._silent = torch.as_tensor(np.flatnonzero(~covered), device=self.device)
+        self.macs_per_row = sum(len(g[0]) * g[2].shape[1] * n_mel for g in self._groups)
 
     def __call__(self, masks: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Features of the clips ``masks @ components_matrix``.
@@ -132,7 +186,8 @@ class SpectralComposer:
         Returns
         -------
         (rows, max_length, num_mel_bins) float32 tensor on the composer's device, equal to
-        ``ast_features(masks @ components_matrix)``.
+        ``ast_features(masks @ components_matrix)`` (Gram path: a non-contiguous view of a
+        frame-major buffer, which the AST patch embedding reads as it is).
         """
         masks = torch.as_tensor(masks, device=self.device)
         if masks.ndim != 2 or masks.shape[1] != self.n_components:
@@ -143,20 +198,19 @@ class SpectralComposer:
             real = (masks @ self._real).reshape(len(masks), *self._frames_shape)
             imag = (masks @ self._imag).reshape(len(masks), *self._frames_shape)
             return spectra_to_features(torch.complex(real, imag), cfg)
-        masks = masks.to(self.dtype)
-        rows, n_mel = masks.shape[0], cfg.num_mel_bins
+        rows = masks.shape[0]
+        columns = masks.to(self.dtype).T.contiguous()                                  # (C, rows)
         scale = 1.0 / (cfg.feature_std * 2)
-        # zero-padded frames of the log-mel are 0 before normalisation
-        out = torch.full((rows, cfg.max_length, n_mel), -cfg.feature_mean * scale, device=self.device)
-        mel_energy = out[:, : self.num_frames]
-        for start, end, left, right, table in self._tables:
-            if table is None:
-                mel_energy[:, start:end] = 0.0
-                continue
-            pairs = masks[:, left] * masks[:, right]                               # (rows, pairs)
-            mel_energy[:, start:end] = (pairs @ table).reshape(rows, end - start, n_mel)
-        mel_energy.clamp_(min=MEL_FLOOR).log_().sub_(cfg.feature_mean).mul_(scale)
-        return out
+        # frame-major buffer (frames, rows, mel); padding frames are log-mel 0 before normalisation
+        out = torch.empty((cfg.max_length, rows, cfg.num_mel_bins), device=self.device)
+        out[self.num_frames:] = -cfg.feature_mean * scale
+        energy = out[: self.num_frames]
+        energy[self._silent] = 0.0                                                     # no component: the floor
+        for frames, run_of_frame, run_left, run_right, table in self._groups:
+            pairs = (columns[run_left] * columns[run_right])[run_of_frame]            # (F_g, p, rows)
+            energy.index_copy_(0, frames, torch.bmm(pairs.transpose(1, 2), table).to(out.dtype))
+        energy.clamp_(min=MEL_FLOOR).log_().sub_(cfg.feature_mean).mul_(scale)
+        return out.permute(1, 0, 2)                         # (rows, frames, mel) view; the AST conv takes it
 
 
 def _active_runs(active: np.ndarray) -> list[tuple[int, int, tuple[int, ...]]]:
@@ -328,8 +382,14 @@ class ModelPredictor:
         return self._composer[1]
 
     def _audio_from_masks(self, masks: np.ndarray, factorization) -> torch.Tensor:
-        """Encoder outputs for (rows, n_components) masks, chunk by chunk."""
-        composer = self._composer_for(factorization)
+        """Encoder outputs for (rows, n_components) masks, chunk by chunk.
+
+        Perturbed rows take the linear-domain path; the intact clip alone (all-ones rows,
+        encoded once per song) takes the waveform path, as the black box would, so no
+        composer is built for a song whose audio is never perturbed ('lyrical' mode).
+        """
+        intact_only = bool(np.all(np.asarray(masks) == 1))
+        composer = None if intact_only else self._composer_for(factorization)
         if composer is None:
             tick = time.perf_counter()
             waveforms = factorization.compose(masks).astype(np.float32, copy=False)

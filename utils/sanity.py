@@ -123,6 +123,22 @@ def cue_songs(frame: pd.DataFrame, metadata: Mapping[str, dict], modalities: Seq
     return selected.reset_index(drop=True)
 
 
+EXAMPLE_GENRES = ("hip hop", "folk", "rock", "electronic", "punk", "pop", "heavy music", "rhythm music",
+                  "alternative rock")
+"""Genres for example songs, in order: an audio cue, a lyric cue, both, and so on."""
+
+
+def example_songs(frame: pd.DataFrame, n: int, genres: Sequence[str] = EXAMPLE_GENRES) -> pd.DataFrame:
+    """The first song (file order) of each of the first ``n`` of ``genres`` present in ``frame``."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    firsts = frame.groupby("primary_short", sort=False).head(1).set_index("primary_short", drop=False)
+    chosen = [g for g in genres if g in firsts.index][:n]
+    if not chosen:
+        raise ValueError(f"no song of genres {list(genres)} in the frame")
+    return firsts.loc[chosen].reset_index(drop=True)
+
+
 def song_factorization(corpus_dir: str | Path, song_id: str, profile: Profile, separator: Any,
                        num_segments: int | None = None):
     """The paper's audio components of one corpus song: ``SourceSeparationSegments``.
@@ -138,6 +154,73 @@ def song_factorization(corpus_dir: str | Path, song_id: str, profile: Profile, s
                          pad=True)
     return SourceSeparationSegments(waveform, profile.audio.sample_rate, separator,
                                     num_segments=num_segments or profile.num_segments, track_id=song_id)
+
+
+def explain_song(predictor: Any, corpus_dir: str | Path, song: Any, profile: Profile, *, separator: Any = None,
+                 modality: str = "both", labels: Sequence[int] | None = None, num_samples: int = 1000,
+                 batch_size: int = 250, seed: int = 0, num_segments: int | None = None,
+                 factorization: Any = None, class_names: Sequence[str] = GENRES) -> Explanation:
+    """MusicLIME explanation of one corpus song (a split row with ``id`` and ``lyrics``).
+
+    Parameters
+    ----------
+    predictor : the black box (e.g. :func:`utils.predict.load_predictor`; its fast path is used).
+    separator : any :mod:`utils.separation` separator; needed unless ``factorization`` is
+        given or the predictor is a lyrics model (``predictor.kind == 'lyrics'``), which is
+        explained without audio.
+    modality : ``'both'``, ``'audio'`` or ``'lyrical'``.
+    labels : classes to explain (default the predicted class, as the paper).
+    num_samples, batch_size, seed : the explainer's settings.
+    factorization : reuse an existing ``SourceSeparationSegments`` of this song.
+
+    Returns
+    -------
+    Explanation (with the factorization attached when audio was perturbed, for listening).
+    """
+    from .explainer import explain
+
+    needs_audio = getattr(predictor, "kind", None) != "lyrics"
+    if needs_audio and factorization is None:
+        if separator is None:
+            raise ValueError(f"song {song.id!r}: give separator= or factorization= to explain audio")
+        factorization = song_factorization(corpus_dir, song.id, profile, separator, num_segments)
+    return explain(predictor, factorization if needs_audio else None, song.lyrics,
+                   sample_rate=profile.audio.sample_rate, modality=modality, labels=labels,
+                   num_samples=num_samples, batch_size=batch_size, seed=seed, class_names=class_names)
+
+
+def describe_cues(metadata: Mapping[str, dict], song_id: str) -> str:
+    """One line naming the planted genre cues of a song, e.g. ``'hip hop: audio bass1 (boom808)'``."""
+    record = metadata[song_id] if song_id in metadata else None
+    if record is None:
+        raise KeyError(f"song id {song_id!r} has no planted-cue metadata")
+    parts = [f"audio {c['component']} ({c['sound']}, {c['start_s']:.1f}-{c['end_s']:.1f} s)" if c["modality"] == "audio"
+             else f"lyric word '{c['word']}'" for c in record["genre_cues"]]
+    return f"{record['genre']}: " + (", ".join(parts) if parts else "no planted genre cue")
+
+
+def write_explanation(explanation: Explanation, out_dir: str | Path, name: str, label: int | None = None,
+                      k: int = 10) -> dict[str, Path]:
+    """Save one explanation: ``explanations/<name>.json`` and ``.csv`` and its figures.
+
+    Writes ``<out_dir>/explanations/<name>.json`` (:meth:`Explanation.to_json`),
+    ``<out_dir>/explanations/<name>.csv`` (:meth:`Explanation.to_frame`),
+    ``<out_dir>/figures/<name>_top.png`` (top-``k`` bars of both modalities) and, when the
+    explanation has audio features, ``<out_dir>/figures/<name>_heatmap.png`` (stems x
+    segments). Returns the paths by kind (``json``, ``csv``, ``top``, ``heatmap``).
+    """
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / "explanations" / f"{name}.json", "csv": out_dir / "explanations" / f"{name}.csv",
+             "top": out_dir / "figures" / f"{name}_top.png"}
+    explanation.to_json(paths["json"])
+    explanation.to_frame(label).to_csv(paths["csv"], index=False)
+    plt.close(explanation.plot_top_features(label, k=k, save_path=paths["top"], order="weight"))
+    if explanation.audio_features:
+        paths["heatmap"] = out_dir / "figures" / f"{name}_heatmap.png"
+        plt.close(explanation.plot_audio_heatmap(label, save_path=paths["heatmap"]))
+    return paths
 
 
 # ---------------------------------------------------------------- scoring one explanation
@@ -267,12 +350,11 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
             if path is not None and path.is_file():
                 explanation = Explanation.from_json(path)
             else:
-                needs_audio = check.model != "lyrics"           # the lyrics model never gets audio
-                if needs_audio and factorization is None:
+                if check.model != "lyrics" and factorization is None:     # the lyrics model never gets audio
                     factorization = song_factorization(corpus_dir, song.id, profile, separator, num_segments)
                 started = time.perf_counter()
-                explanation = explain(predictors[check.model], factorization if needs_audio else None, words,
-                                      sample_rate=profile.audio.sample_rate, modality=check.modality,
+                explanation = explain(predictors[check.model], factorization if check.model != "lyrics" else None,
+                                      words, sample_rate=profile.audio.sample_rate, modality=check.modality,
                                       labels=[label], num_samples=num_samples, batch_size=batch_size, seed=seed,
                                       class_names=GENRES)
                 seconds = time.perf_counter() - started

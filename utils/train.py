@@ -62,7 +62,7 @@ def train_model(model: nn.Module, train_set, val_set, profile: Profile, out_dir:
     profile : batch size, learning rate, epochs, warm-up, patience, accumulation.
     out_dir : checkpoint directory; an existing one is resumed.
     seed : seeds shuffling and dropout per epoch.
-    epochs : overrides ``profile.train.epochs``.
+    epochs : overrides ``profile.train.epochs[kind]``.
     extra : stored in the saved ``model.json`` (task, class names...).
     stop_after : run at most this many epochs in this call, then return (for time-boxed
         sessions such as free Kaggle/Colab GPUs); calling again continues the same schedule.
@@ -77,7 +77,7 @@ def train_model(model: nn.Module, train_set, val_set, profile: Profile, out_dir:
     device = resolve_device(device or profile.device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    epochs = epochs or cfg.epochs
+    epochs = epochs or cfg.epochs[kind]
     batch_size = cfg.batch_size[kind]
     steps_per_epoch = math.ceil(math.ceil(len(train_set) / batch_size) / cfg.grad_accumulation)
     total_steps = max(1, steps_per_epoch * epochs)

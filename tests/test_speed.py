@@ -1,0 +1,170 @@
+"""Speed work, correctness only (timings live in ``python -m utils.benchmark``).
+
+Linear-domain features equal ASTFeatureExtractor on the composed waveforms; crossed sampling
+gives the model's exact answers with K_a + K_t encoder passes; the authors'-loop baseline
+gives the fast path's predictions on the same masks; autocast stays close to fp32.
+"""
+import numpy as np
+import pytest
+import torch
+
+from utils.benchmark import AuthorsLoop, _column_split
+from utils.config import get_profile
+from utils.explainer import explain, sample_crossed_neighbourhood, sample_masks
+from utils.factorization import SourceSeparationSegments, TimeSegments, WordFeatures
+from utils.features import ast_features, find_audio, load_audio, reference_features
+from utils.models import build_model
+from utils.pipeline import load_splits, prepare_tokens
+from utils.predict import ModelPredictor, SpectralComposer
+from utils.separation import OracleSeparator
+
+
+@pytest.fixture(scope="module")
+def song(small_corpus):
+    profile = get_profile("tiny")
+    row = load_splits(small_corpus)["test"].iloc[1]
+    waveform = load_audio(find_audio(small_corpus / "audio", row["id"]), 16_000)
+    factorization = SourceSeparationSegments(waveform, 16_000, OracleSeparator(small_corpus), track_id=row["id"])
+    return profile, prepare_tokens(profile, small_corpus), factorization, WordFeatures(row["lyrics"])
+
+
+@pytest.fixture(scope="module")
+def fusion(song):
+    profile, tokens, _, _ = song
+    torch.manual_seed(0)
+    return build_model("multimodal", profile, 9, vocab_size=len(tokens.tokenizer)).eval()
+
+
+def special_masks(n_components, rows=8, seed=0):
+    """Random 0/1 rows plus the edge cases: all on, all off, one component, float scales."""
+    masks = sample_masks(rows, n_components, seed)
+    masks[1] = 0
+    masks[2] = 0
+    masks[2, 5] = 1
+    masks[3] = np.random.default_rng(seed).uniform(0, 1.5, n_components)
+    return masks
+
+
+# ---------------------------------------------------------------- linear-domain features
+@pytest.mark.parametrize("method", ["gram", "spectra"])
+@pytest.mark.parametrize("profile_name", ["tiny", "paper"])
+def test_linear_domain_features_equal_feature_extractor(song, method, profile_name):
+    _, _, factorization, _ = song
+    audio = get_profile(profile_name).audio        # paper: 128 mel bins, 1024 frames (the 4 s clip is padded)
+    masks = special_masks(factorization.n_components)
+    waveforms = factorization.compose(masks)
+    composer = SpectralComposer(factorization.components_matrix, audio, method=method)
+    ours = composer(masks).numpy()
+    assert ours.shape == (len(masks), audio.max_length, audio.num_mel_bins)
+    reference = np.stack([reference_features(w, audio) for w in waveforms])
+    assert np.abs(ours - reference).max() < 1e-3
+    assert np.abs(ours - ast_features(waveforms, audio).numpy()).max() < 1e-3
+    silence = ours[1, : composer.num_frames]
+    assert np.abs(silence - silence[0, 0]).max() == 0          # silence: every bin at the log floor
+
+
+def test_composer_handles_dense_components_and_picks_the_cheaper_method(song):
+    profile, _, factorization, _ = song
+    composer = SpectralComposer(factorization.components_matrix, profile.audio)
+    assert composer.method == "gram"
+    assert set(composer.runs[0][2]) <= {0, 1, 2, 3}                   # segment 0's frames: its own stems only
+    assert max(len(comps) for _, _, comps in composer.runs) <= 8      # at most two segments' stems per frame
+    # dense components (each spans the whole clip): Gram would cost more, so the complex product is used
+    dense = np.stack([factorization.stems[s] for s in ("vocals", "drums", "bass", "other")] * 15)
+    assert SpectralComposer(dense, profile.audio).method == "spectra"
+    segments = TimeSegments(factorization.waveform, 16_000, num_segments=7)   # another factorization
+    masks = special_masks(segments.n_components)
+    ours = SpectralComposer(segments.components_matrix, profile.audio)(masks).numpy()
+    assert np.abs(ours - ast_features(segments.compose(masks), profile.audio).numpy()).max() < 1e-3
+    with pytest.raises(ValueError, match="masks must be"):
+        composer(np.ones((2, 3)))
+
+
+def test_predictor_fast_path_uses_linear_domain_features(song, fusion):
+    profile, tokens, factorization, words = song
+    masks = sample_masks(12, factorization.n_components + words.n_features, 1)
+    audio_masks, text_masks = masks[:, :40], masks[:, 40:]
+    spectral = ModelPredictor(fusion, profile, tokens, "cpu")
+    waveform = ModelPredictor(fusion, profile, tokens, "cpu", features="waveform")
+    fast = spectral.predict_masks(audio_masks, text_masks, factorization, words)
+    assert spectral._composer is not None and spectral._composer[0] is factorization
+    assert waveform._composer is None
+    assert np.allclose(fast, waveform.predict_masks(audio_masks, text_masks, factorization, words), atol=1e-4)
+    # lyrics-only perturbation: the intact clip goes through the waveform path, no composer is built
+    lyrical = ModelPredictor(fusion, profile, tokens, "cpu")
+    lyrical.predict_masks(np.ones_like(audio_masks), text_masks, factorization, words)
+    assert lyrical._composer is None and lyrical.calls["audio_rows"] == 1
+
+
+# ---------------------------------------------------------------- crossed sampling
+def test_crossed_sampling_rows_answers_and_encoder_passes(song, fusion):
+    profile, tokens, factorization, words = song
+    predictor = ModelPredictor(fusion, profile, tokens, "cpu")
+    neighbourhood = sample_crossed_neighbourhood(predictor, factorization, words, num_samples=60,
+                                                 crossed_masks=(12, 9), seed=4, sample_rate=16_000)
+    masks = neighbourhood.masks
+    assert masks.shape == (60, 40 + words.n_features) and np.all(masks[0] == 1)
+    assert len(np.unique(masks, axis=0)) == 60                        # distinct pairs
+    assert len(np.unique(masks[:, :40], axis=0)) <= 12 and len(np.unique(masks[:, 40:], axis=0)) <= 9
+    assert predictor.calls == {"audio_rows": 12, "text_rows": 9}      # K_a + K_t encoder passes, not 2 x 60
+    # the head on pairs gives exactly the model's answers for those rows
+    iid = ModelPredictor(fusion, profile, tokens, "cpu").predict_masks(masks[:, :40], masks[:, 40:], factorization, words)
+    assert np.allclose(neighbourhood.predictions, iid, atol=1e-5)
+    assert np.allclose(neighbourhood.distances[0], 0) and neighbourhood.distances.shape == (60,)
+    # same seed, same neighbourhood; the whole grid when num_samples >= K_a * K_t
+    again = sample_crossed_neighbourhood(ModelPredictor(fusion, profile, tokens, "cpu"), factorization, words,
+                                         num_samples=60, crossed_masks=(12, 9), seed=4, sample_rate=16_000)
+    assert np.array_equal(again.masks, masks)
+    grid = sample_crossed_neighbourhood(predictor, factorization, words, num_samples=500, crossed_masks=(4, 3),
+                                        seed=0, sample_rate=16_000)
+    assert grid.masks.shape[0] == 12
+
+
+def test_explain_crossed_and_its_limits(song, fusion):
+    profile, tokens, factorization, words = song
+    predictor = ModelPredictor(fusion, profile, tokens, "cpu")
+    explanation = explain(predictor, factorization, words, sample_rate=16_000, num_samples=200, sampling="crossed")
+    assert explanation.settings["sampling"] == "crossed" and explanation.settings["crossed_masks"] == [20, 20]
+    assert predictor.calls == {"audio_rows": 20, "text_rows": 20}
+    assert len(explanation.features) == 40 + words.n_features
+    iid = explain(ModelPredictor(fusion, profile, tokens, "cpu"), factorization, words, sample_rate=16_000,
+                  num_samples=50)
+    assert "sampling" not in iid.settings                             # i.i.d. records are unchanged
+    with pytest.raises(ValueError, match="modality='both'"):
+        explain(predictor, factorization, words, sample_rate=16_000, modality="audio", sampling="crossed")
+    with pytest.raises(TypeError, match="late-fusion"):
+        explain(lambda texts, waves: np.full((len(texts), 2), 0.5), factorization, words, sample_rate=16_000,
+                num_samples=20, sampling="crossed")
+    audio_only = ModelPredictor(build_model("audio", profile, 9), profile, None, "cpu")
+    with pytest.raises(ValueError, match="late-fusion"):
+        audio_only.predict_crossed(np.ones((2, 40)), np.ones((2, 3)), factorization, words)
+    with pytest.raises(ValueError, match="sampling must be"):
+        explain(predictor, factorization, words, sample_rate=16_000, sampling="grid")
+
+
+# ---------------------------------------------------------------- baseline and autocast
+@pytest.mark.parametrize("modality", ["both", "audio", "lyrical"])
+def test_authors_loop_gives_the_fast_path_predictions(song, fusion, modality):
+    profile, tokens, factorization, words = song
+    columns = (40 if modality != "lyrical" else 0) + (words.n_features if modality != "audio" else 0)
+    masks = sample_masks(13, columns, 2)                  # 13 rows: one full batch of 10 and a remainder
+    loop = AuthorsLoop(fusion, profile, tokens.tokenizer, "cpu")
+    slow = loop.predictions(masks, factorization, words, modality)
+    fast = ModelPredictor(fusion, profile, tokens, "cpu").predict_masks(
+        *_column_split(masks, modality, 40, words.n_features), factorization, words)
+    assert slow.shape == fast.shape == (13, 9)
+    assert np.abs(slow - fast).max() < 1e-4
+    assert loop.timings["features"] > 0 and loop.timings["model"] > 0
+
+
+def test_autocast_is_close_to_fp32(song, fusion):
+    profile, tokens, factorization, words = song
+    masks = sample_masks(16, 40 + words.n_features, 3)
+    fp32 = ModelPredictor(fusion, profile, tokens, "cpu").predict_masks(masks[:, :40], masks[:, 40:], factorization, words)
+    bf16 = ModelPredictor(fusion, profile, tokens, "cpu", autocast="bf16").predict_masks(
+        masks[:, :40], masks[:, 40:], factorization, words)
+    assert bf16.dtype == np.float32 and np.allclose(bf16.sum(1), 1, atol=1e-5)
+    assert 0 < np.abs(bf16 - fp32).max() < 0.02                      # different arithmetic, close answers
+    with pytest.raises(ValueError, match="autocast"):
+        ModelPredictor(fusion, profile, tokens, "cpu", autocast="int8")
+    assert ModelPredictor(fusion, profile, tokens, "cpu", chunk_size="auto").chunk_size == 256
