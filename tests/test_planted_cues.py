@@ -19,7 +19,7 @@ from utils.config import GENRES  # noqa: E402
 from utils.explanation import Explanation, Feature, SurrogateFit  # noqa: E402
 from utils.pipeline import load_splits  # noqa: E402
 from utils.sanity import (CUE_CHECKS, cue_rank, cue_songs, get_checks, hit_rates, is_hit, lyrics_ignored,  # noqa: E402
-                          modality_margin, plot_hit_rates, run_cue_checks)
+                          modality_margin, model_fingerprint, plot_hit_rates, run_cue_checks)
 from utils.separation import OracleSeparator  # noqa: E402
 from utils.synth import LYRIC_CUES, read_metadata  # noqa: E402
 
@@ -109,6 +109,8 @@ def test_run_on_a_cue_reading_black_box(small_corpus, tmp_path):
     assert set(audio["genre"]) == {"electronic", "heavy music", "hip hop", "pop", "rock", "alternative rock"}
     assert lyrics_ignored(results) == {"songs": 12, "fraction": 1.0, "worst_ratio": pytest.approx(
         (audio["max_abs_lyric_weight"] / audio["best_audio_weight"]).max())}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio-both-custom-n120-seed1-seg10-seporacle",
+                                                          "lyrics-lyrical-custom-n120-seed1-seg10-seporacle"]
     # resume: the second run reads every explanation back from the cache, same numbers
     again = run_cue_checks({"lyrics": word_reader, "audio": loudness_reader}, small_corpus, frame, metadata,
                            profile, cache_dir=tmp_path, **kwargs)
@@ -120,6 +122,19 @@ def test_run_on_a_cue_reading_black_box(small_corpus, tmp_path):
     assert np.isnan(lyric_bars).sum() == 3 and np.all(lyric_bars[~np.isnan(lyric_bars)] == 1.0)
     assert heights[1, -1] == pytest.approx(audio["hit"].mean())
     assert (tmp_path / "figures" / "planted_cues.png").stat().st_size > 1000
+
+
+def test_model_fingerprint():
+    import torch
+
+    class Wrapper:
+        def __init__(self, model):
+            self.model = model
+
+    torch.manual_seed(0)
+    first, second = Wrapper(torch.nn.Linear(3, 2)), Wrapper(torch.nn.Linear(3, 2))
+    assert model_fingerprint(first) == model_fingerprint(Wrapper(first.model)) != model_fingerprint(second)
+    assert len(model_fingerprint(first)) == 12 and model_fingerprint(word_reader) == "custom"
 
 
 def test_explain_song_and_write_explanation(small_corpus, tmp_path):
@@ -149,8 +164,8 @@ def test_explain_song_and_write_explanation(small_corpus, tmp_path):
 
 
 # ---------------------------------------------------------------- the trained tiny genre models
-SONGS_PER_CLASS = 3
-NUM_SAMPLES = 1000
+SONGS_PER_CLASS = 2
+NUM_SAMPLES = 300
 # measured on runs/tiny (and on models trained from scratch by the fixture); see the report in utils/sanity.py
 THRESHOLDS = {
     ("multimodal/both", "audio"): 0.8, ("multimodal/both", "lyrics"): 0.8,

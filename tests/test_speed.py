@@ -11,11 +11,11 @@ import torch
 from utils.benchmark import AuthorsLoop, _column_split
 from utils.config import get_profile
 from utils.explainer import explain, sample_crossed_neighbourhood, sample_masks
-from utils.factorization import SourceSeparationSegments, TimeSegments, WordFeatures
+from utils.factorization import LineFeatures, SourceSeparationSegments, TimeSegments, WordFeatures
 from utils.features import ast_features, find_audio, load_audio, reference_features
 from utils.models import build_model
 from utils.pipeline import load_splits, prepare_tokens
-from utils.predict import ModelPredictor, SpectralComposer
+from utils.predict import ModelPredictor, PieceTokenizer, SpectralComposer, compose_texts
 from utils.separation import OracleSeparator
 
 
@@ -94,6 +94,31 @@ def test_predictor_fast_path_uses_linear_domain_features(song, fusion):
     lyrical = ModelPredictor(fusion, profile, tokens, "cpu")
     lyrical.predict_masks(np.ones_like(audio_masks), text_masks, factorization, words)
     assert lyrical._composer is None and lyrical.calls["audio_rows"] == 1
+
+
+def test_text_composition_and_piece_tokenizer_equal_lime_and_the_tokenizer(song, small_corpus):
+    profile, tokens, _, _ = song
+    assert PieceTokenizer.supports(tokens.tokenizer)
+    pieces = PieceTokenizer(tokens.tokenizer, tokens.max_tokens)
+    texts = []
+    for lyrics in load_splits(small_corpus)["test"]["lyrics"].iloc[:12]:
+        words = WordFeatures(lyrics)
+        masks = sample_masks(25, words.n_features, len(texts))
+        masks[1] = 0
+        composed = compose_texts(words, masks)
+        assert composed == words.compose(masks)                    # lime's inverse_removing, vectorised
+        texts += composed
+        lines = LineFeatures(lyrics)
+        line_masks = sample_masks(3, lines.n_features, 0)
+        assert compose_texts(lines, line_masks) == lines.compose(line_masks)
+        texts.append(" ".join([lyrics] * 4))                      # longer than max_tokens: truncated
+    texts += ["", "   ", "\n\n", "don't stop, we'll  go!!\n\t 12 3.5\n", "caf\u00e9\u00a0na\u00efve \u2009x\u3000y",
+              "a,\x1cb \x85c\r\nd", "tabs\t\tand  spaces  \n  ", "\U0001f3b8 rock \U0001f3b8\U0001f3b8!"]
+    expected = tokens(texts)
+    ours = pieces(texts)
+    assert torch.equal(ours["input_ids"], expected["input_ids"])
+    assert torch.equal(ours["attention_mask"], expected["attention_mask"])
+    assert torch.equal(pieces(texts[:7])["input_ids"], expected["input_ids"][:7])   # warm cache, same answers
 
 
 # ---------------------------------------------------------------- crossed sampling

@@ -283,16 +283,21 @@ def best_batch_size(floor: Floor, candidates: Sequence[int], repeats: int) -> tu
 # ---------------------------------------------------------------- one configuration
 def time_fast(model, song: Song, tokens, profile: Profile, modality: str, num_samples: int, chunk_size: int,
               device: str, seed: int, autocast: str | None = None, sampling: str = "iid",
-              crossed_masks=None) -> dict:
-    """One fast explanation: wall seconds, per-phase seconds, encoder passes."""
+              crossed_masks=None, sync_timings: bool = False) -> dict:
+    """One fast explanation: wall seconds, per-phase seconds, encoder passes.
+
+    On CUDA the phases overlap (kernels run while the host prepares the next phase), so
+    per-phase seconds need ``sync_timings=True``, which also slows the wall time a little.
+    """
     predictor = ModelPredictor(model, profile, tokens, device, chunk_size=chunk_size, autocast=autocast)
-    predictor.sync_timings = str(device).startswith("cuda")
+    predictor.sync_timings = sync_timings
     factorization = None if model.kind == "lyrics" else song.factorization
+    _sync(device)
     tick = time.perf_counter()
     explanation = explain(predictor, factorization, None if model.kind == "audio" else song.words,
                           sample_rate=profile.audio.sample_rate, modality=modality, num_samples=num_samples,
                           batch_size=num_samples, seed=seed, sampling=sampling, crossed_masks=crossed_masks)
-    wall = time.perf_counter() - tick
+    wall = time.perf_counter() - tick          # explain() ends on host arrays: nothing left queued
     phases = {p: float(predictor.timings.get(p, 0.0)) for p in ("composition", "features", "encoders", "head")}
     phases["surrogate"] = max(0.0, wall - sum(phases.values()))   # lime fit + masks, distances, checks
     return {"wall": wall, "phases": phases, "encoder_passes": dict(predictor.calls), "explanation": explanation}
@@ -378,18 +383,20 @@ def autocast_check(model, song: Song, tokens, profile: Profile, device: str, num
 
 
 def run_speed(profile_name: str = "tiny", device: str = "cpu", samples: Sequence[int] = (1000, 5000),
-              modalities: Sequence[str] = MODALITIES, repeats: int = 3, baseline_samples: Sequence[int] | None = None,
+              modalities: Sequence[str] = MODALITIES, repeats: int = 3, baseline: Sequence[str] | None = None,
               corpus_dir: Path = DATA_DIR / "synthetic", run_dir: Path | None = None, task: str = "genre",
               batch_sizes: Sequence[int] = (32, 64, 128, 256, 512), autocast: str | None = None, seed: int = 0,
-              crossed: bool = True, log=print) -> dict:
+              crossed: bool = True, feature_samples: int = 1000, log=print) -> dict:
     """The speed benchmark (see the module doc); returns the JSON-ready results."""
     device = resolve_device(device)
     profile = benchmark_profile(profile_name)
     run_dir = Path(run_dir) if run_dir is not None else RUNS_DIR / profile_name
     corpus_dir = Path(corpus_dir)
-    baseline_samples = list(samples) if baseline_samples is None else list(baseline_samples)
+    baseline = {f"{m}:{n}" for m in modalities for n in samples} if baseline is None else set(baseline)
     model, tokens, model_source = load_model_and_tokens(profile, corpus_dir, run_dir, task, "multimodal", device, seed)
     song = load_song(corpus_dir, profile)
+    song.separation_seconds = float(np.median([load_song(corpus_dir, profile).separation_seconds
+                                               for _ in range(repeats)]))          # warm (imports done)
     log(f"profile {profile.name}, device {device}, torch threads {torch.get_num_threads()}, model: {model_source}")
     log(f"song {song.song_id} ({song.genre}): {song.factorization.n_components} audio components, "
         f"{song.words.n_features} words; separation (oracle stems) {song.separation_seconds:.3f} s")
@@ -430,6 +437,9 @@ def run_speed(profile_name: str = "tiny", device: str = "cpu", samples: Sequence
             del floor
             floor_s = float(np.median(floors))
             fast = sorted(fasts, key=lambda r: r["wall"])[len(fasts) // 2]      # the median run
+            if device.startswith("cuda"):                    # per-phase seconds from a synchronised run
+                fast["phases"] = time_fast(model, song, tokens, profile, modality, num_samples, chunk, device, seed,
+                                           autocast, sync_timings=True)["phases"]
             label = fast["explanation"].labels[0]
             config = {"modality": modality, "num_samples": num_samples, "floor": floor_s, "floor_runs": floors,
                       "fast": {"wall": fast["wall"], "wall_runs": [r["wall"] for r in fasts],
@@ -437,7 +447,7 @@ def run_speed(profile_name: str = "tiny", device: str = "cpu", samples: Sequence
                                "encoder_passes": fast["encoder_passes"]},
                       "ratio_to_floor": fast["wall"] / floor_s}
             log(_row(modality, num_samples, "fast", fast["wall"], floor_s, config["fast"]["phases"]))
-            if num_samples in baseline_samples:
+            if f"{modality}:{num_samples}" in baseline:
                 authors = time_authors(model, song, tokens, profile, modality, masks, device)
                 config["authors_loop"] = {"wall": authors["wall"],
                                           "phases": {"separation": song.separation_seconds, **authors["phases"]}}
@@ -471,9 +481,9 @@ def run_speed(profile_name: str = "tiny", device: str = "cpu", samples: Sequence
                 f"{run['encoder_passes']}" + (f" (i.i.d.: {iid['fast']['wall']:.2f} s, "
                                               f"{iid['fast']['encoder_passes']})" if iid else ""))
 
-    results["features"] = features_comparison(song, profile, device, 1000, repeats, seed)
+    results["features"] = features_comparison(song, profile, device, feature_samples, repeats, seed)
     f = results["features"]
-    log(f"features, N=1000: waveform {f['waveform']:.3f} s, linear-domain spectra {f['spectra']:.3f} s "
+    log(f"features, N={feature_samples}: waveform {f['waveform']:.3f} s, linear-domain spectra {f['spectra']:.3f} s "
         f"({f['speedup_spectra']:.1f}x), gram {f['gram']:.3f} s ({f['speedup_gram']:.1f}x)")
     results["autocast_check"] = autocast_check(model, song, tokens, profile, device, min(samples), seed)
     for dtype, check in results["autocast_check"].items():
@@ -707,9 +717,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--samples", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--modalities", nargs="+", choices=MODALITIES, default=list(MODALITIES))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--baseline-samples", type=int, nargs="*", default=None,
-                        help="N values that also run the authors' loop (default: all of --samples; none: skip)")
+    parser.add_argument("--baseline", nargs="*", default=None, metavar="MODALITY:N",
+                        help="configurations that also run the authors' loop, e.g. both:1000 audio:1000 "
+                             "(default: every modality and N; give none to skip)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128, 256, 512])
+    parser.add_argument("--feature-samples", type=int, default=1000, help="N of the features-only comparison")
     parser.add_argument("--autocast", choices=("bf16", "fp16"), default=None)
     parser.add_argument("--songs", type=int, default=20, help="test songs for --part crossed")
     parser.add_argument("--crossed-samples", type=int, default=5000, help="N of the crossed-agreement explanations")
@@ -727,8 +739,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     results = {}
     if args.part in ("speed", "all"):
         results["speed"] = run_speed(args.profile, args.device, args.samples, args.modalities, args.repeats,
-                                     args.baseline_samples, args.corpus, args.runs, args.task, args.batch_sizes,
-                                     args.autocast, args.seed)
+                                     args.baseline, args.corpus, args.runs, args.task, args.batch_sizes,
+                                     args.autocast, args.seed, feature_samples=args.feature_samples)
     if args.part in ("crossed", "all"):
         results["crossed"] = run_crossed_agreement(args.profile, args.device, args.songs, args.crossed_samples,
                                                    tuple(args.crossed_masks) if args.crossed_masks else None,

@@ -17,13 +17,18 @@ Audio features of perturbed clips come straight from the masks (:class:`Spectral
 the AST front end is linear in the waveform up to the power spectrum, and a perturbed clip
 is a masked sum of components, so its power spectrum is a quadratic form in the mask and
 its mel energies are ``m^T G[f, j] m`` with small per-frame Gram matrices ``G`` computed
-once per song. No waveform is ever composed, framed or Fourier-transformed per sample.
+once per song. No perturbed waveform is ever composed, framed or Fourier-transformed.
+Perturbed lyrics are tokenised piecewise (:class:`PieceTokenizer`): their token ids are
+concatenations of the ids of a few distinct pieces, each tokenised once.
 
 Inference can run under autocast (``autocast='bf16'`` / ``'fp16'``); features, masks and
 embeddings stay on the model's device between phases, and only the probabilities come back.
 """
 from __future__ import annotations
 
+import itertools
+import json
+import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -35,6 +40,7 @@ import torch
 from .config import AudioConfig, Profile, resolve_device
 from .features import (AST_SAMPLE_RATE, FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR, _mel_filters, ast_features,
                        frame_spectra, num_frames, spectra_to_features)
+from .factorization import check_masks
 from .text import TokenCache
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -79,6 +85,8 @@ class SpectralComposer:
     method : 'auto', 'gram' or 'spectra'.
     dtype : float dtype of the Gram tables and the quadratic form (float64 default).
     """
+
+    BLOCK_BYTES = 256 * 2**20   # bound on the float64 products of one call (memory)
 
     def __init__(self, components_matrix: np.ndarray, audio_cfg: AudioConfig, device: str | torch.device = "cpu",
                  method: str = "auto", dtype: torch.dtype = torch.float64):
@@ -195,9 +203,15 @@ class SpectralComposer:
         cfg = self.audio_cfg
         if self.method == "spectra":
             masks = masks.float()
-            real = (masks @ self._real).reshape(len(masks), *self._frames_shape)
-            imag = (masks @ self._imag).reshape(len(masks), *self._frames_shape)
-            return spectra_to_features(torch.complex(real, imag), cfg)
+            per_row = self._real.shape[1] * 4 * 4                   # real, imag, complex, power: float32
+            block = max(1, self.BLOCK_BYTES // per_row)
+            parts = []
+            for start in range(0, len(masks), block):
+                rows = masks[start:start + block]
+                real = (rows @ self._real).reshape(len(rows), *self._frames_shape)
+                imag = (rows @ self._imag).reshape(len(rows), *self._frames_shape)
+                parts.append(spectra_to_features(torch.complex(real, imag), cfg))
+            return torch.cat(parts)
         rows = masks.shape[0]
         columns = masks.to(self.dtype).T.contiguous()                                  # (C, rows)
         scale = 1.0 / (cfg.feature_std * 2)
@@ -206,9 +220,13 @@ class SpectralComposer:
         out[self.num_frames:] = -cfg.feature_mean * scale
         energy = out[: self.num_frames]
         energy[self._silent] = 0.0                                                     # no component: the floor
+        block = max(1, self.BLOCK_BYTES // (rows * cfg.num_mel_bins * 8))            # frames per product
         for frames, run_of_frame, run_left, run_right, table in self._groups:
-            pairs = (columns[run_left] * columns[run_right])[run_of_frame]            # (F_g, p, rows)
-            energy.index_copy_(0, frames, torch.bmm(pairs.transpose(1, 2), table).to(out.dtype))
+            run_pairs = columns[run_left] * columns[run_right]                          # (runs, p, rows)
+            for start in range(0, len(frames), block):
+                part = slice(start, start + block)
+                pairs = run_pairs[run_of_frame[part]]                                    # (F, p, rows)
+                energy.index_copy_(0, frames[part], torch.bmm(pairs.transpose(1, 2), table[part]).to(out.dtype))
         energy.clamp_(min=MEL_FLOOR).log_().sub_(cfg.feature_mean).mul_(scale)
         return out.permute(1, 0, 2)                         # (rows, frames, mel) view; the AST conv takes it
 
@@ -224,6 +242,106 @@ def _active_runs(active: np.ndarray) -> list[tuple[int, int, tuple[int, ...]]]:
     change = np.flatnonzero(np.any(active[:, 1:] != active[:, :-1], axis=0)) + 1
     bounds = [0, *change.tolist(), frames]
     return [(s, e, tuple(np.flatnonzero(active[:, s]).tolist())) for s, e in zip(bounds[:-1], bounds[1:])]
+
+
+# ---------------------------------------------------------------- lyric tokens by pieces
+class PieceTokenizer:
+    """Token ids of many perturbed versions of one lyric, reusing the tokens of their pieces.
+
+    RoBERTa's byte-level BPE (no normalizer, ``add_prefix_space=False``) tokenises each regex
+    pre-token on its own, and whitespace right after a non-space character always starts a
+    new pre-token: no alternative of the GPT-2 pattern (contractions, `` ?\\p{L}+``,
+    `` ?\\p{N}+``, `` ?[^\\s\\p{L}\\p{N}]+``, whitespace runs) runs from a non-space character
+    into whitespace, and how a whitespace run splits depends only on the run and the
+    character after it. So the ids of a text are the concatenation of the ids of its pieces
+    split there (a whitespace run and the non-space characters after it: ``" fire,"``,
+    ``"\\n  night"``), and the perturbed lyrics of one song are made of few distinct pieces:
+    each is tokenised once. Whitespace here is exactly the tokenizer regex's ``\\s`` (Unicode
+    White_Space), not Python's wider ``\\s``. The result equals ``TokenCache`` / ``tokenizer(texts,
+    truncation=True, max_length=max_tokens, padding='max_length')`` (tests/test_speed.py);
+    :meth:`supports` says whether a tokenizer qualifies (else the predictor uses its
+    ``TokenCache``).
+
+    Parameters
+    ----------
+    tokenizer : a Hugging Face RoBERTa tokenizer (with ``backend_tokenizer``).
+    max_tokens : sequence length (tokens) including ``<s>`` and ``</s>``.
+    """
+
+    WHITESPACE = "\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"  # the tokenizer's \s
+    SPLIT = re.compile(f"(?<=[^{WHITESPACE}])(?=[{WHITESPACE}])")
+    MAX_PIECES = 200_000
+
+    def __init__(self, tokenizer, max_tokens: int):
+        if not self.supports(tokenizer):
+            raise ValueError("PieceTokenizer needs a byte-level BPE tokenizer without normalizer or prefix space "
+                             "(RoBERTa's)")
+        from tokenizers import Tokenizer
+
+        # a private copy: the Hugging Face wrapper sets padding / truncation on its backend per call
+        self.backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self.backend.no_padding()
+        self.backend.no_truncation()
+        self.max_tokens = int(max_tokens)
+        self.cls_id, self.sep_id, self.pad_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
+        self._pieces: dict[str, list[int]] = {}
+
+    @staticmethod
+    def supports(tokenizer) -> bool:
+        """True for RoBERTa-style byte-level BPE tokenizers, where piecewise tokenisation is exact."""
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return False
+        config = json.loads(backend.to_str())
+        pre, post = config.get("pre_tokenizer") or {}, config.get("post_processor") or {}
+        return (config.get("normalizer") is None and pre.get("type") == "ByteLevel"
+                and not pre.get("add_prefix_space", True) and pre.get("use_regex", False)
+                and post.get("type") == "RobertaProcessing"
+                and getattr(tokenizer, "truncation_side", "right") == "right"
+                and getattr(tokenizer, "padding_side", "right") == "right"
+                and None not in (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id))
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """``input_ids`` and ``attention_mask``, (len(texts), max_tokens) int64."""
+        split = [self.SPLIT.split(text) for text in texts]
+        missing = list({piece for pieces in split for piece in pieces if piece not in self._pieces})
+        if missing:
+            if len(self._pieces) + len(missing) > self.MAX_PIECES:
+                self._pieces.clear()
+                missing = list({piece for pieces in split for piece in pieces})
+            encoded = self.backend.encode_batch(missing, add_special_tokens=False)
+            self._pieces.update(zip(missing, (e.ids for e in encoded)))
+        ids = np.full((len(texts), self.max_tokens), self.pad_id, dtype=np.int64)
+        lengths = np.empty(len(texts), dtype=np.int64)
+        content = self.max_tokens - 2
+        pieces_of = self._pieces
+        for row, pieces in enumerate(split):
+            tokens = [self.cls_id, *itertools.islice(itertools.chain.from_iterable(pieces_of[p] for p in pieces),
+                                                     content), self.sep_id]
+            ids[row, : len(tokens)] = tokens
+            lengths[row] = len(tokens)
+        mask = (np.arange(self.max_tokens)[None, :] < lengths[:, None]).astype(np.int64)
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+
+def compose_texts(text_features, masks: np.ndarray) -> list[str]:
+    """``text_features.compose(masks)``; for lime's bag-of-words features one vectorised pass.
+
+    ``IndexedString.inverse_removing`` drops the pieces (words) at the positions of every
+    switched-off word and joins the rest; here a (rows x pieces) keep matrix is built at once
+    and each row joined with ``itertools.compress`` -- the same strings (tests/test_speed.py).
+    """
+    indexed = getattr(text_features, "indexed_string", None)
+    if indexed is None or not getattr(indexed, "bow", False) or not hasattr(indexed, "positions"):
+        return text_features.compose(masks)
+    n_features = text_features.n_features
+    masks = check_masks(masks, n_features, binary=True)
+    owner = np.full(len(indexed.as_list), n_features)                     # separators: the ones column
+    for word, positions in enumerate(indexed.positions):
+        owner[positions] = word
+    keep = np.concatenate([masks, np.ones((len(masks), 1), masks.dtype)], axis=1)[:, owner] != 0
+    pieces = indexed.as_list
+    return ["".join(itertools.compress(pieces, row)) for row in keep.tolist()]
 
 
 # ---------------------------------------------------------------- the predictor
@@ -276,6 +394,7 @@ class ModelPredictor:
         self.sync_timings = False
         self._intact: dict[str, tuple[object, torch.Tensor]] = {}
         self._composer: tuple[object, SpectralComposer] | None = None
+        self._pieces: PieceTokenizer | bool | None = None   # perturbed lyrics' tokens (False: unsupported)
         self.calls = {"audio_rows": 0, "text_rows": 0}  # encoder rows actually run (for benchmarks)
         self.timings: dict[str, float] = defaultdict(float)
         if chunk_size == "auto":
@@ -296,6 +415,14 @@ class ModelPredictor:
         now = time.perf_counter()
         self.timings[phase] += now - since
         return now
+
+    def _to_device(self, array) -> torch.Tensor:
+        """Host array -> tensor on the model's device; to CUDA through pinned memory without
+        blocking, so the copy does not wait for the kernels already queued (no host round trip)."""
+        tensor = torch.as_tensor(array)
+        if tensor.device.type == "cpu" and str(self.device).startswith("cuda"):
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
 
     def _autocast(self):
         device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
@@ -353,13 +480,16 @@ class ModelPredictor:
                 return self.model(**encoded)
             return self.model.encode_lyrics(**encoded)
 
-    def _text_outputs(self, texts: Sequence[str]) -> torch.Tensor:
-        """Lyrics model: logits; fusion model: RoBERTa first-token states. (rows, ...)."""
+    def _text_outputs(self, texts: Sequence[str], tokenize=None) -> torch.Tensor:
+        """Lyrics model: logits; fusion model: RoBERTa first-token states. (rows, ...).
+
+        ``tokenize`` (default the ``TokenCache``) turns a list of texts into ids and masks.
+        """
+        tokenize = tokenize or self.tokens
         outputs = []
         for start in range(0, len(texts), self.chunk_size):
             tick = time.perf_counter()
-            encoded = {k: v.to(self.device, non_blocking=True)
-                       for k, v in self.tokens(list(texts[start:start + self.chunk_size])).items()}
+            encoded = {k: self._to_device(v) for k, v in tokenize(list(texts[start:start + self.chunk_size])).items()}
             tick = self._tick("features", tick)
             outputs.append(self._encode_tokens(encoded))
             self._tick("encoders", tick)
@@ -385,18 +515,20 @@ class ModelPredictor:
         """Encoder outputs for (rows, n_components) masks, chunk by chunk.
 
         Perturbed rows take the linear-domain path; the intact clip alone (all-ones rows,
-        encoded once per song) takes the waveform path, as the black box would, so no
-        composer is built for a song whose audio is never perturbed ('lyrical' mode).
+        encoded once per song) takes it too when the song's composer exists, else the
+        waveform path, so no composer is built for a song whose audio is never perturbed
+        ('lyrical' mode).
         """
         intact_only = bool(np.all(np.asarray(masks) == 1))
-        composer = None if intact_only else self._composer_for(factorization)
+        existing = self._composer is not None and self._composer[0] is factorization
+        composer = None if intact_only and not existing else self._composer_for(factorization)
         if composer is None:
             tick = time.perf_counter()
             waveforms = factorization.compose(masks).astype(np.float32, copy=False)
             self._tick("composition", tick)
             return self._audio_outputs(waveforms)
         outputs = []
-        masks_t = torch.as_tensor(np.asarray(masks, dtype=np.float64), device=self.device)
+        masks_t = self._to_device(np.asarray(masks, dtype=np.float64))
         for start in range(0, len(masks_t), self.chunk_size):
             tick = time.perf_counter()
             features = composer(masks_t[start:start + self.chunk_size])
@@ -408,9 +540,12 @@ class ModelPredictor:
 
     def _text_from_masks(self, masks: np.ndarray, text_features) -> torch.Tensor:
         tick = time.perf_counter()
-        texts = text_features.compose(masks)
+        texts = compose_texts(text_features, masks)
         self._tick("composition", tick)
-        return self._text_outputs(texts)
+        if self._pieces is None:
+            supported = PieceTokenizer.supports(self.tokens.tokenizer)
+            self._pieces = PieceTokenizer(self.tokens.tokenizer, self.tokens.max_tokens) if supported else False
+        return self._text_outputs(texts, self._pieces or None)
 
     def _finish(self, logits: torch.Tensor) -> np.ndarray:
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
@@ -447,17 +582,17 @@ class ModelPredictor:
         full = np.all(unique == 1, axis=1)
         rows: list[torch.Tensor | None] = [None] * len(unique)
         key = type(source).__name__
+        todo = np.flatnonzero(~full)
+        if len(todo):                                     # perturbed rows first (they build the composer)
+            for index, value in zip(todo, encode(unique[todo])):
+                rows[index] = value
         if full.any():
             cached = self._intact.get(key)
             if cached is None or cached[0] is not source:
                 self._intact[key] = (source, encode(unique[full][:1])[0])
             for index in np.flatnonzero(full):
                 rows[index] = self._intact[key][1]
-        todo = np.flatnonzero(~full)
-        if len(todo):
-            for index, value in zip(todo, encode(unique[todo])):
-                rows[index] = value
-        return torch.stack(rows)[torch.as_tensor(inverse, device=self.device)]
+        return torch.stack(rows)[self._to_device(inverse)]
 
     def _check_sources(self, factorization, text_features) -> None:
         if self.kind in ("audio", "multimodal") and factorization is None:
@@ -524,8 +659,7 @@ class ModelPredictor:
                 if len(index) and (index.min() < 0 or index.max() >= size):
                     raise ValueError(f"pairs: {name} index out of range [0, {size})")
         tick = time.perf_counter()
-        audio_index = torch.as_tensor(audio_index, device=self.device)
-        text_index = torch.as_tensor(text_index, device=self.device)
+        audio_index, text_index = self._to_device(audio_index), self._to_device(text_index)
         logits = []
         with self._autocast():
             for start in range(0, len(audio_index), HEAD_CHUNK):

@@ -277,11 +277,32 @@ def modality_margin(explanation: Explanation, label: int | None = None) -> dict:
 
 
 # ---------------------------------------------------------------- the run
-def _cache_path(cache_dir: Path | None, check: CueCheck, song_id: str, settings: dict) -> Path | None:
+def model_fingerprint(predictor: Any) -> str:
+    """A short sha256 of a predictor's weights (``predictor.model``'s state dict), for cache keys.
+
+    Black boxes without a torch ``model`` attribute get ``'custom'``: their cache entries
+    are only safe while the black box does not change.
+    """
+    import hashlib
+
+    import torch
+
+    model = getattr(predictor, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        return "custom"
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _cache_path(cache_dir: Path | None, check: CueCheck, song_id: str, label: int, settings: dict,
+                fingerprint: str) -> Path | None:
     if cache_dir is None:
         return None
     tag = "-".join(f"{k}{v}" for k, v in settings.items())
-    return cache_dir / f"{check.model}-{check.modality}-{tag}" / f"{song_id}.json"
+    return cache_dir / f"{check.model}-{check.modality}-{fingerprint}-{tag}" / f"{song_id}_{label}.json"
 
 
 def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame: pd.DataFrame,
@@ -309,7 +330,8 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
     num_samples, batch_size, seed : the explainer's settings (seed fixed: same numbers each run).
     k : a cue is a hit when it ranks in the top ``k`` by positive weight.
     num_segments : temporal segments (default ``profile.num_segments``).
-    cache_dir : optional directory for the explanations (JSON); existing ones are reused.
+    cache_dir : optional directory for the explanations (JSON), keyed by check, model weights
+        (:func:`model_fingerprint`), settings, song and label; existing ones are reused.
     progress : tqdm bar over songs.
 
     Returns
@@ -335,6 +357,7 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
     num_segments = num_segments or profile.num_segments
     cache_dir = None if cache_dir is None else Path(cache_dir)
     settings = {"n": num_samples, "seed": seed, "seg": num_segments, "sep": getattr(separator, "name", "custom")}
+    fingerprints = {c.model: model_fingerprint(predictors[c.model]) if cache_dir is not None else None for c in checks}
     per_check = {c.name: set(cue_songs(frame, metadata, c.cues, songs_per_class)["id"]) for c in checks}
     songs = frame[frame["id"].isin(set().union(*per_check.values()))]
     rows = []
@@ -345,7 +368,7 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
         for check in checks:
             if song.id not in per_check[check.name]:
                 continue
-            path = _cache_path(cache_dir, check, song.id, settings)
+            path = _cache_path(cache_dir, check, song.id, label, settings, fingerprints[check.model])
             seconds = float("nan")
             if path is not None and path.is_file():
                 explanation = Explanation.from_json(path)
