@@ -46,7 +46,7 @@ def special_masks(n_components, rows=8, seed=0):
 
 
 # ---------------------------------------------------------------- linear-domain features
-@pytest.mark.parametrize("method", ["gram", "spectra"])
+@pytest.mark.parametrize("method", ["table", "gram", "spectra"])
 @pytest.mark.parametrize("profile_name", ["tiny", "paper"])
 def test_linear_domain_features_equal_feature_extractor(song, method, profile_name):
     _, _, factorization, _ = song
@@ -54,6 +54,9 @@ def test_linear_domain_features_equal_feature_extractor(song, method, profile_na
     masks = special_masks(factorization.n_components)
     waveforms = factorization.compose(masks)
     composer = SpectralComposer(factorization.components_matrix, audio, method=method)
+    if method == "table":                        # 0/1 rows are looked up; scaled rows go to the Gram fallback
+        assert np.abs(composer(masks[4:]).numpy() - composer(masks)[4:].numpy()).max() < 1e-6
+        assert composer._fallback is not None and composer._fallback.method == "gram"
     ours = composer(masks).numpy()
     assert ours.shape == (len(masks), audio.max_length, audio.num_mel_bins)
     reference = np.stack([reference_features(w, audio) for w in waveforms])
@@ -66,10 +69,12 @@ def test_linear_domain_features_equal_feature_extractor(song, method, profile_na
 def test_composer_handles_dense_components_and_picks_the_cheaper_method(song):
     profile, _, factorization, _ = song
     composer = SpectralComposer(factorization.components_matrix, profile.audio)
-    assert composer.method == "gram"
+    assert composer.method == "table"                                 # 0/1 masks: feature lookup
+    assert SpectralComposer(factorization.components_matrix, profile.audio, method="gram").method == "gram"
     assert set(composer.runs[0][2]) <= {0, 1, 2, 3}                   # segment 0's frames: its own stems only
     assert max(len(comps) for _, _, comps in composer.runs) <= 8      # at most two segments' stems per frame
-    # dense components (each spans the whole clip): Gram would cost more, so the complex product is used
+    # dense components (each spans the whole clip): no table (2**60 cases), and Gram would cost more than
+    # the complex product
     dense = np.stack([factorization.stems[s] for s in ("vocals", "drums", "bass", "other")] * 15)
     assert SpectralComposer(dense, profile.audio).method == "spectra"
     segments = TimeSegments(factorization.waveform, 16_000, num_segments=7)   # another factorization

@@ -15,9 +15,10 @@ fast paths:
 
 Audio features of perturbed clips come straight from the masks (:class:`SpectralComposer`):
 the AST front end is linear in the waveform up to the power spectrum, and a perturbed clip
-is a masked sum of components, so its power spectrum is a quadratic form in the mask and
-its mel energies are ``m^T G[f, j] m`` with small per-frame Gram matrices ``G`` computed
-once per song. No perturbed waveform is ever composed, framed or Fourier-transformed.
+is a masked sum of components, so its power spectrum is a quadratic form in the mask with
+small per-frame Gram matrices computed once per song; for 0/1 masks each frame's features
+take one of ``2**a`` values (``a`` components touch the frame), tabulated once per song and
+looked up per sample. No perturbed waveform is ever composed, framed or Fourier-transformed.
 Perturbed lyrics are tokenised piecewise (:class:`PieceTokenizer`): their token ids are
 concatenations of the ids of a few distinct pieces, each tokenised once.
 
@@ -47,6 +48,10 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 FEATURE_PATHS = ("auto", "spectral", "waveform")
 HEAD_CHUNK = 65_536  # (audio, text) pairs per head call in crossed mode (bounds memory)
 CPU_CHUNK = 256      # rows per encoder call on CPU with chunk_size='auto'
+PHASES = {"composition": ("audio_composition", "text_composition"),
+          "features": ("audio_features", "text_features"),
+          "encoders": ("audio_encoder", "text_encoder"), "head": ("head",)}
+"""How :attr:`ModelPredictor.timings` keys group into the benchmark's phases."""
 
 
 # ---------------------------------------------------------------- linear-domain composition
@@ -56,44 +61,51 @@ class SpectralComposer:
     Everything in the AST front end before the power spectrum (framing, DC removal,
     pre-emphasis, Hann window, FFT: :func:`utils.features.frame_spectra`) is linear in the
     waveform. A perturbed clip is ``sum_c m_c x_c`` (components ``x_c``, mask ``m``), so its
-    frame spectra are ``sum_c m_c S_c`` with ``S_c`` each component's spectra, computed once.
-    Two exact ways on from there:
+    frame spectra are ``sum_c m_c S_c`` with ``S_c`` each component's spectra, computed once
+    per song. A component is silent (exactly zero spectra) outside its segment, so a frame
+    only involves the few components whose samples reach into it (``a`` = 4 inside a segment
+    and 8 across a segment boundary for stems x segments). Three exact ways on from there:
 
     * ``'spectra'`` -- compose the complex spectra as a (masks x components) product (real
       and imaginary parts separately) and run the non-linear tail
       (:func:`utils.features.spectra_to_features`: power, mel, log, pad, normalise);
-    * ``'gram'`` -- go one step further: the power ``|sum_c m_c S_c|^2`` is a quadratic form
-      in ``m`` and the mel energies are linear in the power, so the mel energy of frame
-      ``f``, band ``j`` is ``m^T G[f, j] m`` with ``G[f, j]_cd = sum_k mel[k, j]
-      Re(S_c[f, k] conj(S_d[f, k]))``. A component is silent (exactly zero spectra) outside
-      its segment, so each frame only involves the few components overlapping it (4 inside a
-      segment, 8 across a boundary for stems x segments): per row this costs
-      ``sum_f n_pairs(f) * mel`` multiply-adds instead of composing 257-bin spectra and a
-      257 x mel product per frame.
+    * ``'gram'`` -- the power ``|sum_c m_c S_c|^2`` is a quadratic form in ``m`` and the mel
+      energies are linear in the power, so the mel energy of frame ``f``, band ``j`` is
+      ``m^T G[f, j] m`` with ``G[f, j]_cd = sum_k mel[k, j] Re(S_c[f, k] conj(S_d[f, k]))``
+      over the frame's components only: ``a (a + 1) / 2 * mel`` multiply-adds per frame
+      instead of composing 257-bin spectra and a 257 x mel product; any (float) masks;
+    * ``'table'`` -- for 0/1 masks a frame's features depend only on which of its ``a``
+      components are on: all ``2**a`` cases are computed once per song from ``G`` (log and
+      normalisation included) and a call is a lookup, ``table[base[f] + code[r, f]]`` with
+      ``code`` the frame's mask bits -- no arithmetic per sample beyond one small matrix
+      product. Masks that are not 0/1 go to a Gram (or spectra) fallback.
 
-    ``'auto'`` picks the cheaper by counting multiply-adds (``'gram'`` for segment-local
-    components, ``'spectra'`` when most components overlap most frames). Both equal
-    ``ASTFeatureExtractor`` on the composed waveform (see tests/test_speed.py). The Gram
-    path computes in float64 (``dtype``) because the quadratic form sums cross terms that
-    may cancel; the mel energies are cast to float32 before the log.
+    ``'auto'`` takes ``'table'`` when no frame has more than ``TABLE_MAX_COMPONENTS``
+    components and the table fits ``TABLE_BYTES``, else the cheaper of ``'gram'`` and
+    ``'spectra'`` by multiply-adds (``'spectra'`` when most components overlap most frames).
+    All equal ``ASTFeatureExtractor`` on the composed waveform within 1e-4 (tests/test_speed.py).
+    Gram entries are float64 (``dtype``) because the quadratic form sums cross terms that
+    may cancel; features are float32.
 
     Parameters
     ----------
     components_matrix : (n_components, samples) float array at 16 kHz.
     audio_cfg : the profile's audio settings (mel bins, frames, normalisation).
     device : where the precomputed tables live and features are computed.
-    method : 'auto', 'gram' or 'spectra'.
+    method : 'auto', 'table', 'gram' or 'spectra'.
     dtype : float dtype of the Gram tables and the quadratic form (float64 default).
     """
 
-    BLOCK_BYTES = 256 * 2**20   # bound on the float64 products of one call (memory)
+    BLOCK_BYTES = 256 * 2**20   # bound on the float64 temporaries of one step (memory)
+    TABLE_BYTES = 512 * 2**20   # largest feature table ('table' method)
+    TABLE_MAX_COMPONENTS = 12   # at most 2**12 subsets of the components touching one frame
 
     def __init__(self, components_matrix: np.ndarray, audio_cfg: AudioConfig, device: str | torch.device = "cpu",
                  method: str = "auto", dtype: torch.dtype = torch.float64):
         if audio_cfg.sample_rate != AST_SAMPLE_RATE:
             raise ValueError(f"AST features need 16000 Hz audio; the profile says sample_rate={audio_cfg.sample_rate}")
-        if method not in ("auto", "gram", "spectra"):
-            raise ValueError(f"method must be 'auto', 'gram' or 'spectra', got {method!r}")
+        if method not in ("auto", "table", "gram", "spectra"):
+            raise ValueError(f"method must be 'auto', 'table', 'gram' or 'spectra', got {method!r}")
         matrix = torch.tensor(np.asarray(components_matrix, dtype=np.float64), device=device)
         if matrix.ndim != 2 or matrix.shape[0] == 0:
             raise ValueError(f"components_matrix must be (n_components, samples), got {tuple(matrix.shape)}")
@@ -101,6 +113,8 @@ class SpectralComposer:
         self.device = torch.device(device)
         self.dtype = dtype
         self.n_components = matrix.shape[0]
+        self._components_matrix = components_matrix                  # for a lazily built fallback
+        self._fallback: SpectralComposer | None = None
         self.num_frames = min(num_frames(matrix.shape[1]), audio_cfg.max_length)  # the rest is padding
         if self.num_frames < 1:
             raise ValueError(f"components of {matrix.shape[1]} samples are shorter than one frame")
@@ -111,9 +125,16 @@ class SpectralComposer:
         n_mel, n_bins = audio_cfg.num_mel_bins, FFT_LENGTH // 2 + 1
         gram_cost = sum((e - s) * len(c) * (len(c) + 1) // 2 * n_mel for s, e, c in self.runs)
         spectra_cost = self.num_frames * (2 * self.n_components * n_bins + n_bins * n_mel)
-        self.method = method if method != "auto" else ("gram" if gram_cost <= spectra_cost else "spectra")
+        self._gram_cost = gram_cost
+        table_bytes = (sum((e - s) * 2 ** len(c) for s, e, c in self.runs) + 1) * n_mel * 4
+        if method == "auto":
+            if max(len(c) for _, _, c in self.runs) <= self.TABLE_MAX_COMPONENTS and table_bytes <= self.TABLE_BYTES:
+                method = "table"
+            else:
+                method = "gram" if gram_cost <= spectra_cost else "spectra"
+        self.method = method
         self.macs_per_row = spectra_cost
-        if self.method == "gram":
+        if self.method in ("table", "gram"):
             # spectra of the active (component, frame) windows only, one row each, plus a zero row
             component, frame = np.nonzero(active)
             slots = np.full(active.shape, len(component), np.int64)
@@ -121,13 +142,77 @@ class SpectralComposer:
             spectra = frame_spectra(windows[torch.as_tensor(component, device=self.device),
                                             torch.as_tensor(frame, device=self.device)])[:, 0]   # (n_active, 257)
             spectra = torch.cat([spectra, spectra.new_zeros(1, spectra.shape[1])])
-            self._build_gram(spectra, torch.as_tensor(slots, device=self.device))
+            slots = torch.as_tensor(slots, device=self.device)
+            if self.method == "table":
+                self._build_table(spectra, slots)
+            else:
+                self._build_gram(spectra, slots)
         else:
             spectra = frame_spectra(matrix)[:, : self.num_frames]                     # (C, frames, 257)
             flat = spectra.reshape(self.n_components, -1)
             self._real = flat.real.float().contiguous()
             self._imag = flat.imag.float().contiguous()
             self._frames_shape = spectra.shape[1:]
+
+    def _build_table(self, spectra: torch.Tensor, slots: torch.Tensor) -> None:
+        """The features of every frame for every subset of the components touching it.
+
+        For 0/1 masks a frame's features depend only on which of its ``a`` active components
+        are on: ``2**a`` cases (16 inside a segment, 256 across a segment boundary for stems
+        x segments). Each case's mel energies are the sum of the frame's Gram entries over
+        the component pairs in the case (float64; see the class doc), then log and
+        normalisation as the AST front end. A call then
+        only looks rows up: frame ``f`` of row ``r`` is ``table[base[f] + code[r, f]]`` with
+        ``code`` the mask bits of the frame's components (one small matrix product).
+        Padding frames point at one constant row.
+        """
+        cfg = self.audio_cfg
+        n_mel, scale = cfg.num_mel_bins, 1.0 / (cfg.feature_std * 2)
+        mel = torch.as_tensor(_mel_filters(n_mel, cfg.sample_rate), device=self.device, dtype=torch.float64)
+        n_runs = len(self.runs)
+        run_weights = np.zeros((self.n_components, n_runs + 1), np.float32)   # last column: padding frames
+        run_of_frame = np.full(cfg.max_length, n_runs, np.int64)
+        base = np.zeros(cfg.max_length, np.int64)
+        by_size: dict[int, list[int]] = defaultdict(list)
+        for run, (start, end, comps) in enumerate(self.runs):
+            run_weights[list(comps), run] = 2.0 ** np.arange(len(comps))
+            run_of_frame[start:end] = run
+            by_size[len(comps)].append(run)
+        parts, offset = [], 0
+        for size in sorted(by_size):
+            runs = [self.runs[r] for r in by_size[size]]
+            frames = np.concatenate([np.arange(s, e) for s, e, _ in runs])
+            cases = 2 ** size
+            base[frames] = offset + np.arange(len(frames)) * cases
+            offset += len(frames) * cases
+            if size == 0:                                                        # silent frames: the floor
+                parts.append(torch.full((len(frames), n_mel), (np.log(MEL_FLOOR) - cfg.feature_mean) * scale,
+                                        device=self.device))
+                continue
+            comps = np.concatenate([np.tile(c, (e - s, 1)) for s, e, c in runs])  # (F_g, a)
+            # |sum_{c in subset} S_c|^2 = sum over pairs c <= d in the subset of (2 - [c == d]) Re(S_c conj S_d)
+            up, down = np.triu_indices(size)
+            bits = (np.arange(cases)[:, None] >> np.arange(size)) & 1                     # (cases, a)
+            incidence = torch.as_tensor(bits[:, up] * bits[:, down], device=self.device, dtype=torch.float64)
+            factor = torch.as_tensor(np.where(up == down, 1.0, 2.0), device=self.device)[:, None]
+            frames_t = torch.as_tensor(frames, device=self.device)
+            left = torch.as_tensor(comps[:, up], device=self.device)                      # (F_g, pairs)
+            right = torch.as_tensor(comps[:, down], device=self.device)
+            block = max(1, self.BLOCK_BYTES // (len(up) * spectra.shape[1] * 16 * 3 + cases * n_mel * 8))
+            for start in range(0, len(frames), block):
+                part = slice(start, start + block)
+                where = frames_t[part, None]
+                cross = (spectra[slots[left[part], where]] * spectra[slots[right[part], where]].conj()).real
+                gram = (cross @ mel) * factor                                               # (F, pairs, mel)
+                energy = torch.matmul(incidence, gram)                                      # (F, cases, mel)
+                features = (torch.log(energy.clamp(min=MEL_FLOOR)) - cfg.feature_mean) * scale
+                parts.append(features.reshape(-1, n_mel).float())
+        base[self.num_frames:] = offset                                                  # the padding row
+        parts.append(torch.full((1, n_mel), -cfg.feature_mean * scale, device=self.device))
+        self._table = torch.cat(parts)                                                   # (entries, mel)
+        self._base = torch.as_tensor(base, device=self.device)
+        self._run_weights = torch.as_tensor(run_weights, device=self.device)
+        self._run_of_frame = torch.as_tensor(run_of_frame, device=self.device)
 
     def _build_gram(self, spectra: torch.Tensor, slots: torch.Tensor, extra_cost: float = 0.3) -> None:
         """Per-frame Gram tables, in a few groups of frames with equally many component pairs.
@@ -201,6 +286,14 @@ class SpectralComposer:
         if masks.ndim != 2 or masks.shape[1] != self.n_components:
             raise ValueError(f"masks must be (rows, {self.n_components}), got {tuple(masks.shape)}")
         cfg = self.audio_cfg
+        if self.method == "table":
+            if not bool(((masks == 0) | (masks == 1)).all()):             # scaled components: no lookup
+                if self._fallback is None:
+                    self._fallback = SpectralComposer(self._components_matrix, cfg, self.device, method="gram"
+                                                      if self.macs_per_row >= self._gram_cost else "spectra")
+                return self._fallback(masks)
+            codes = (masks.float() @ self._run_weights).long()                          # (rows, runs + 1)
+            return torch.nn.functional.embedding(codes[:, self._run_of_frame] + self._base, self._table)
         if self.method == "spectra":
             masks = masks.float()
             per_row = self._real.shape[1] * 4 * 4                   # real, imag, complex, power: float32
@@ -276,15 +369,26 @@ class PieceTokenizer:
         if not self.supports(tokenizer):
             raise ValueError("PieceTokenizer needs a byte-level BPE tokenizer without normalizer or prefix space "
                              "(RoBERTa's)")
-        from tokenizers import Tokenizer
-
-        # a private copy: the Hugging Face wrapper sets padding / truncation on its backend per call
-        self.backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
-        self.backend.no_padding()
-        self.backend.no_truncation()
+        self.backend = self._backend(tokenizer)
         self.max_tokens = int(max_tokens)
         self.cls_id, self.sep_id, self.pad_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
         self._pieces: dict[str, list[int]] = {}
+
+    _backends: dict[int, tuple[object, object]] = {}
+
+    @classmethod
+    def _backend(cls, tokenizer):
+        """A private copy of the Rust tokenizer without padding / truncation (the Hugging Face
+        wrapper sets those on its own backend per call), built once per tokenizer object."""
+        from tokenizers import Tokenizer
+
+        cached = cls._backends.get(id(tokenizer))
+        if cached is None or cached[0] is not tokenizer:
+            backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+            backend.no_padding()
+            backend.no_truncation()
+            cached = cls._backends[id(tokenizer)] = (tokenizer, backend)
+        return cached[1]
 
     @staticmethod
     def supports(tokenizer) -> bool:
@@ -369,10 +473,11 @@ class ModelPredictor:
     calls : dict
         ``audio_rows`` / ``text_rows``: encoder rows actually run (encoder passes).
     timings : dict
-        Seconds spent per phase: ``composition`` (waveforms / texts from masks),
-        ``features`` (AST features, tokenisation, composer set-up), ``encoders``, ``head``
-        (fusion head, softmax, copy to host). On CUDA set ``sync_timings = True`` for exact
-        per-phase figures (synchronises at phase ends).
+        Seconds spent per phase: ``audio_composition`` / ``text_composition`` (waveforms /
+        texts from masks), ``audio_features`` (AST features, composer set-up) /
+        ``text_features`` (tokenisation), ``audio_encoder`` / ``text_encoder``, ``head``
+        (fusion head, softmax, copy to host); :data:`PHASES` groups them. On CUDA set
+        ``sync_timings = True`` for exact per-phase figures (synchronises at phase ends).
     """
 
     def __init__(self, model: torch.nn.Module, profile: Profile, tokens: TokenCache | None = None,
@@ -468,9 +573,9 @@ class ModelPredictor:
         for start in range(0, len(waveforms), self.chunk_size):
             tick = time.perf_counter()
             features = ast_features(waveforms[start:start + self.chunk_size], self.profile.audio, device=self.device)
-            tick = self._tick("features", tick)
+            tick = self._tick("audio_features", tick)
             outputs.append(self._encode_audio_features(features))
-            self._tick("encoders", tick)
+            self._tick("audio_encoder", tick)
         self.calls["audio_rows"] += len(waveforms)
         return torch.cat(outputs)
 
@@ -486,13 +591,16 @@ class ModelPredictor:
         ``tokenize`` (default the ``TokenCache``) turns a list of texts into ids and masks.
         """
         tokenize = tokenize or self.tokens
+        tick = time.perf_counter()
+        tokens = tokenize(list(texts))                      # one call: the tokenizer batches internally
+        self._tick("text_features", tick)
         outputs = []
         for start in range(0, len(texts), self.chunk_size):
             tick = time.perf_counter()
-            encoded = {k: self._to_device(v) for k, v in tokenize(list(texts[start:start + self.chunk_size])).items()}
-            tick = self._tick("features", tick)
+            encoded = {k: self._to_device(v[start:start + self.chunk_size]) for k, v in tokens.items()}
+            tick = self._tick("text_features", tick)
             outputs.append(self._encode_tokens(encoded))
-            self._tick("encoders", tick)
+            self._tick("text_encoder", tick)
         self.calls["text_rows"] += len(texts)
         return torch.cat(outputs)
 
@@ -508,7 +616,7 @@ class ModelPredictor:
         if self._composer is None or self._composer[0] is not factorization:
             tick = time.perf_counter()
             self._composer = (factorization, SpectralComposer(matrix, self.profile.audio, self.device))
-            self._tick("features", tick)
+            self._tick("audio_features", tick)
         return self._composer[1]
 
     def _audio_from_masks(self, masks: np.ndarray, factorization) -> torch.Tensor:
@@ -525,23 +633,23 @@ class ModelPredictor:
         if composer is None:
             tick = time.perf_counter()
             waveforms = factorization.compose(masks).astype(np.float32, copy=False)
-            self._tick("composition", tick)
+            self._tick("audio_composition", tick)
             return self._audio_outputs(waveforms)
         outputs = []
         masks_t = self._to_device(np.asarray(masks, dtype=np.float64))
         for start in range(0, len(masks_t), self.chunk_size):
             tick = time.perf_counter()
             features = composer(masks_t[start:start + self.chunk_size])
-            tick = self._tick("features", tick)
+            tick = self._tick("audio_features", tick)
             outputs.append(self._encode_audio_features(features))
-            self._tick("encoders", tick)
+            self._tick("audio_encoder", tick)
         self.calls["audio_rows"] += len(masks_t)
         return torch.cat(outputs)
 
     def _text_from_masks(self, masks: np.ndarray, text_features) -> torch.Tensor:
         tick = time.perf_counter()
         texts = compose_texts(text_features, masks)
-        self._tick("composition", tick)
+        self._tick("text_composition", tick)
         if self._pieces is None:
             supported = PieceTokenizer.supports(self.tokens.tokenizer)
             self._pieces = PieceTokenizer(self.tokens.tokenizer, self.tokens.max_tokens) if supported else False
@@ -580,19 +688,22 @@ class ModelPredictor:
         unique, inverse = np.unique(np.asarray(masks), axis=0, return_inverse=True)
         inverse = np.asarray(inverse).reshape(-1)
         full = np.all(unique == 1, axis=1)
-        rows: list[torch.Tensor | None] = [None] * len(unique)
         key = type(source).__name__
         todo = np.flatnonzero(~full)
-        if len(todo):                                     # perturbed rows first (they build the composer)
-            for index, value in zip(todo, encode(unique[todo])):
-                rows[index] = value
+        encoded = encode(unique[todo]) if len(todo) else None   # perturbed rows first (they build the composer)
         if full.any():
             cached = self._intact.get(key)
             if cached is None or cached[0] is not source:
                 self._intact[key] = (source, encode(unique[full][:1])[0])
-            for index in np.flatnonzero(full):
-                rows[index] = self._intact[key][1]
-        return torch.stack(rows)[self._to_device(inverse)]
+            intact = self._intact[key][1]
+            if encoded is None:
+                return intact.expand(len(inverse), *intact.shape)
+            rows = encoded.new_empty((len(unique), *encoded.shape[1:]))
+            rows[self._to_device(todo)] = encoded
+            rows[self._to_device(np.flatnonzero(full))] = intact.to(encoded.dtype)
+        else:
+            rows = encoded
+        return rows[self._to_device(inverse)]
 
     def _check_sources(self, factorization, text_features) -> None:
         if self.kind in ("audio", "multimodal") and factorization is None:

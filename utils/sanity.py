@@ -350,6 +350,11 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
     from .explainer import explain
     from .factorization import WordFeatures
 
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    unknown = sorted(set(frame["primary_short"]) - set(GENRES))
+    if unknown:
+        raise ValueError(f"frame has genres {unknown} outside the genre classes {list(GENRES)}")
     checks = [c for c in checks if c.model in predictors]
     if not checks:
         raise ValueError(f"no check can run: predictors has {sorted(predictors)}, checks need "
