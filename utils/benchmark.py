@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import DATA_DIR, RESULTS_DIR, RUNS_DIR, STEMS, TASKS, Profile, get_profile, resolve_device
+from .config import PROJECT_ROOT, DATA_DIR, RESULTS_DIR, RUNS_DIR, STEMS, TASKS, Profile, get_profile, resolve_device
 from .explainer import explain, fit_surrogate, sample_masks, cosine_distances
 from .factorization import SourceSeparationSegments, WordFeatures
 from .predict import PHASES as PREDICTOR_PHASES, ModelPredictor, SpectralComposer
@@ -212,7 +212,11 @@ def load_model_and_tokens(profile: Profile, corpus_dir: Path, run_dir: Path, tas
     best = run_dir / task / kind / "best"
     if profile.name == "tiny" and (best / "model.json").is_file():
         model, _ = load_model(best, device=device)
-        return model, tokens, str(best)
+        try:  # no machine paths in written results
+            shown = str(Path(best).resolve().relative_to(PROJECT_ROOT))
+        except ValueError:
+            shown = Path(best).name
+        return model, tokens, shown
     torch.manual_seed(seed)
     vocab = len(tokens.tokenizer) if profile.name == "tiny" else profile.model.vocab_size
     model = build_model(kind, profile, len(TASKS[task]), vocab_size=vocab).to(device).eval()
