@@ -175,10 +175,3 @@ class SongDataset(torch.utils.data.Dataset):
 def split_counts(frames: dict[str, pd.DataFrame], column: str) -> pd.DataFrame:
     """Class counts per split (rows: classes, columns: splits)."""
     return pd.DataFrame({name: f[column].value_counts() for name, f in frames.items()}).fillna(0).astype(int)
-
-
-def check_ids(ids: Sequence[str], frame: pd.DataFrame) -> None:
-    known = set(frame["id"])
-    unknown = [i for i in ids if i not in known]
-    if unknown:
-        raise KeyError(f"unknown song id(s): {unknown[:5]}")

@@ -15,6 +15,15 @@ PAPER_RESULTS = {
 }
 
 
+def _finish(fig, path: str | Path | None):
+    """Tight layout, then save to ``path`` (parents created) when given; returns the figure."""
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
+
+
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
     """Accuracy, macro-F1, the sklearn report (text and dict) and the confusion matrix.
 
@@ -54,11 +63,7 @@ def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], 
     ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(class_names)).plot(
         ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45)
     ax.set_title(title)
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return fig
+    return _finish(fig, path)
 
 
 def write_evaluation(metrics: dict, class_names: Sequence[str], out_dir: str | Path, title: str) -> Path:
@@ -118,8 +123,4 @@ def plot_history(history: Sequence[dict], title: str, path: str | Path | None = 
     right.plot(epochs, [h["val_accuracy"] for h in history], color="tab:green")
     right.set_xlabel("epoch"), right.set_ylabel("validation accuracy"), right.set_ylim(0, 1)
     fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig
+    return _finish(fig, path)
