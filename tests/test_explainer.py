@@ -103,6 +103,17 @@ def test_masks_are_seeded_uniform_with_row_zero_ones():
     assert abs(a[1:].mean() - 0.5) < 0.02
 
 
+def test_antithetic_masks_come_in_complementary_pairs():
+    for rows in (9, 10):
+        masks = sample_masks(rows, 30, 7, antithetic=True)
+        assert masks.shape == (rows, 30) and np.all(masks[0] == 1) and set(np.unique(masks)) == {0.0, 1.0}
+        for first in range(1, rows - 1, 2):
+            np.testing.assert_array_equal(masks[first] + masks[first + 1], np.ones(30))
+        np.testing.assert_array_equal(masks, sample_masks(rows, 30, 7, antithetic=True))
+    assert not np.array_equal(masks[-1] + masks[-2], np.ones(30))   # even count: the last row is unpaired
+    np.testing.assert_array_equal(sample_masks(50, 30, 7), sample_masks(50, 30, 7, antithetic=False))
+
+
 # ---------------------------------------------------------------- end to end
 def test_linear_model_weights_are_recovered():
     fac = song()

@@ -132,30 +132,30 @@ def test_crossed_sampling_rows_answers_and_encoder_passes(song, fusion):
     predictor = ModelPredictor(fusion, profile, tokens, "cpu")
     neighbourhood = sample_crossed_neighbourhood(predictor, factorization, words, num_samples=60,
                                                  crossed_masks=(12, 9), seed=4, sample_rate=16_000)
-    masks = neighbourhood.masks
-    assert masks.shape == (60, 40 + words.n_features) and np.all(masks[0] == 1)
-    assert len(np.unique(masks, axis=0)) == 60                        # distinct pairs
-    assert len(np.unique(masks[:, :40], axis=0)) <= 12 and len(np.unique(masks[:, 40:], axis=0)) <= 9
-    assert predictor.calls == {"audio_rows": 12, "text_rows": 9}      # K_a + K_t encoder passes, not 2 x 60
+    masks = neighbourhood.masks                 # K = (11, 9): 5 audio pairs x 3 text pairs, blocks of 4 rows
+    assert masks.shape == (1 + 4 * 5 * 3, 40 + words.n_features) and np.all(masks[0] == 1)
+    assert len(np.unique(masks, axis=0)) == len(masks)                # distinct pairs
+    assert len(np.unique(masks[:, :40], axis=0)) == 11 and len(np.unique(masks[:, 40:], axis=0)) <= 9
+    assert predictor.calls == {"audio_rows": 11, "text_rows": 9}      # K_a + K_t encoder passes, not 2 x 61
     # the head on pairs gives exactly the model's answers for those rows
     iid = ModelPredictor(fusion, profile, tokens, "cpu").predict_masks(masks[:, :40], masks[:, 40:], factorization, words)
     assert np.allclose(neighbourhood.predictions, iid, atol=1e-5)
-    assert np.allclose(neighbourhood.distances[0], 0) and neighbourhood.distances.shape == (60,)
-    # same seed, same neighbourhood; the whole grid when num_samples >= K_a * K_t
+    assert np.allclose(neighbourhood.distances[0], 0) and neighbourhood.distances.shape == (len(masks),)
+    # same seed, same neighbourhood; the whole grid when num_samples exceeds it
     again = sample_crossed_neighbourhood(ModelPredictor(fusion, profile, tokens, "cpu"), factorization, words,
                                          num_samples=60, crossed_masks=(12, 9), seed=4, sample_rate=16_000)
     assert np.array_equal(again.masks, masks)
-    grid = sample_crossed_neighbourhood(predictor, factorization, words, num_samples=500, crossed_masks=(4, 3),
+    grid = sample_crossed_neighbourhood(predictor, factorization, words, num_samples=500, crossed_masks=(5, 3),
                                         seed=0, sample_rate=16_000)
-    assert grid.masks.shape[0] == 12
+    assert grid.masks.shape[0] == 1 + 4 * 2 * 1
 
 
 def test_explain_crossed_and_its_limits(song, fusion):
     profile, tokens, factorization, words = song
     predictor = ModelPredictor(fusion, profile, tokens, "cpu")
     explanation = explain(predictor, factorization, words, sample_rate=16_000, num_samples=200, sampling="crossed")
-    assert explanation.settings["sampling"] == "crossed" and explanation.settings["crossed_masks"] == [20, 20]
-    assert predictor.calls == {"audio_rows": 20, "text_rows": 20}
+    assert explanation.settings["sampling"] == "crossed" and explanation.settings["crossed_masks"] == [19, 19]
+    assert predictor.calls == {"audio_rows": 19, "text_rows": 19}
     assert len(explanation.features) == 40 + words.n_features
     iid = explain(ModelPredictor(fusion, profile, tokens, "cpu"), factorization, words, sample_rate=16_000,
                   num_samples=50)

@@ -24,13 +24,16 @@ compose features instead of waveforms); ``audio_masks`` is ``(batch, n_component
 ``text_masks`` ``(batch, n_text_features)``, ones for a modality that is kept intact.
 
 Sampling (``sampling``): ``'iid'`` (default, the paper's) draws every row independently.
+``'antithetic'`` (any model, same cost) draws rows in complementary pairs ``(z, 1 - z)``:
+every row is still uniform, and the fit's slopes lose the noise of all pairwise interactions.
 ``'crossed'`` (:func:`sample_crossed_neighbourhood`) is for late-fusion models only -- models
 that factor into per-modality encoders and a head, ``p = head(enc_a(audio), enc_t(text))``,
-as the paper's multimodal model: it draws ``K_a`` audio masks and ``K_t`` lyric masks, runs
-each encoder once per mask (``K_a + K_t`` encoder passes instead of ``2 N``) and the cheap head
-on (audio mask, text mask) pairs. The model answers for those pairs are exact; what changes
-is the design: each audio mask recurs in about ``N / K_a`` rows. Every other model (a
-single-input model, early fusion, cross-attention) must use ``'iid'``.
+as the paper's multimodal model: it draws ``K_a`` audio masks and ``K_t`` lyric masks
+(complementary pairs), runs each encoder once per mask (``K_a + K_t`` encoder passes instead
+of ``2 N``) and the cheap head on (audio mask, text mask) pairs in balanced blocks
+(:func:`crossed_design`). The model answers for those pairs are exact; what changes is the
+design. Every other model (a single-input model, early fusion, cross-attention) must use
+``'iid'`` or ``'antithetic'``.
 
 Note on locality: as in the authors' code the distance is the plain cosine distance
 (in [0, 1]; lime's text explainer multiplies it by 100), so with w = 25 every sample gets a
@@ -51,9 +54,9 @@ from .separation import check_sample_rate
 KERNEL_WIDTH = 25.0
 NUM_FEATURES = 100_000
 PROBABILITY_TOLERANCE = 1e-3
-SAMPLING = ("iid", "crossed")
+SAMPLING = ("iid", "antithetic", "crossed")
 CROSSED_FRACTION = 10
-"""Default crossed masks per modality: ``num_samples // CROSSED_FRACTION`` (so ``K_a + K_t``
+"""Default crossed masks per modality: about ``num_samples // CROSSED_FRACTION`` (so ``K_a + K_t``
 encoder passes are a tenth of the ``2 * num_samples`` of i.i.d. sampling)."""
 
 
@@ -63,13 +66,30 @@ def kernel(distances: np.ndarray, kernel_width: float = KERNEL_WIDTH) -> np.ndar
     return np.sqrt(np.exp(-(np.asarray(distances, dtype=np.float64) ** 2) / float(kernel_width) ** 2))
 
 
-def sample_masks(num_samples: int, num_features: int, seed: int | np.random.Generator) -> np.ndarray:
+def sample_masks(num_samples: int, num_features: int, seed: int | np.random.Generator,
+                 antithetic: bool = False) -> np.ndarray:
     """Uniform random 0/1 matrix ``(num_samples, num_features)`` float64; row 0 is all ones.
 
     ``seed`` is an int (a fresh ``np.random.default_rng(seed)``) or a Generator.
+
+    With ``antithetic=True`` rows 1, 2, ... come in complementary pairs ``(z, 1 - z)``
+    (a fold-over design; KernelSHAP's "paired sampling"); with an even ``num_samples`` the
+    last row is an unpaired draw. Every row is still a uniform random mask, so the
+    surrogate estimates the same thing, but in the least-squares fit each pair cancels all
+    even-order effects (every pairwise interaction among the features) from the slopes:
+    only odd-order interactions are left as noise.
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    masks = rng.integers(0, 2, size=(num_samples, num_features)).astype(np.float64)
+    if not antithetic:
+        masks = rng.integers(0, 2, size=(num_samples, num_features)).astype(np.float64)
+    else:
+        masks = np.empty((num_samples, num_features))
+        n_pairs = (num_samples - 1) // 2
+        draws = rng.integers(0, 2, size=(n_pairs, num_features)).astype(np.float64)
+        masks[1:2 * n_pairs + 1:2] = draws
+        masks[2:2 * n_pairs + 2:2] = 1.0 - draws
+        if 2 * n_pairs + 1 < num_samples:
+            masks[-1] = rng.integers(0, 2, size=num_features)
     masks[0] = 1.0
     return masks
 
@@ -185,7 +205,8 @@ def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | No
                          text: WordFeatures | LineFeatures | None, *, modality: str = "both",
                          num_samples: int = 1000, batch_size: int = 10,
                          seed: int | np.random.Generator = 0, sample_rate: int | None = None,
-                         expected_labels: Sequence[int] | None = None, progress: bool = False) -> Neighbourhood:
+                         expected_labels: Sequence[int] | None = None, progress: bool = False,
+                         antithetic: bool = False) -> Neighbourhood:
     """Perturb one song and query the model, batch by batch.
 
     Parameters
@@ -211,13 +232,15 @@ def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | No
         Labels that must exist; checked after the first batch so a bad label fails early.
     progress : bool
         Show a tqdm bar.
+    antithetic : bool
+        Rows in complementary pairs (:func:`sample_masks`); default independent rows (the paper).
     """
     _check_inputs(factorization, text, modality, num_samples, batch_size, sample_rate)
     n_audio_all = factorization.n_components if factorization is not None else 0
     n_text_all = text.n_features if text is not None else 0
     n_audio = n_audio_all if modality in ("both", "audio") else 0
     n_text = n_text_all if modality in ("both", "lyrical") else 0
-    masks = sample_masks(num_samples, n_audio + n_text, seed)
+    masks = sample_masks(num_samples, n_audio + n_text, seed, antithetic=antithetic)
 
     predict_masks = getattr(predict_fn, "predict_masks", None)
     if not callable(predict_masks) and not callable(predict_fn):
@@ -259,18 +282,65 @@ def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | No
 
 
 def crossed_sizes(num_samples: int, crossed_masks: tuple[int, int] | None = None) -> tuple[int, int]:
-    """``(K_a, K_t)``: the given pair, or ``num_samples // CROSSED_FRACTION`` each (at least 2)."""
+    """``(K_a, K_t)`` masks per modality: the given pair, or ``num_samples // CROSSED_FRACTION``
+    each, rounded down to an odd number (the original plus complementary pairs; at least 3)."""
     if crossed_masks is None:
-        size = max(2, int(num_samples) // CROSSED_FRACTION)
-        return size, size
-    try:
-        k_audio, k_text = crossed_masks
-    except (TypeError, ValueError):
-        raise TypeError(f"crossed_masks must be a pair (K_a, K_t) of ints, got {crossed_masks!r}") from None
-    for name, value in (("K_a", k_audio), ("K_t", k_text)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
-            raise ValueError(f"crossed_masks: {name} must be an int >= 2, got {value!r}")
-    return int(k_audio), int(k_text)
+        size = max(3, int(num_samples) // CROSSED_FRACTION)
+        k_audio = k_text = size
+    else:
+        try:
+            k_audio, k_text = crossed_masks
+        except (TypeError, ValueError):
+            raise TypeError(f"crossed_masks must be a pair (K_a, K_t) of ints, got {crossed_masks!r}") from None
+        for name, value in (("K_a", k_audio), ("K_t", k_text)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 3:
+                raise ValueError(f"crossed_masks: {name} must be an int >= 3, got {value!r}")
+    return 1 + 2 * ((int(k_audio) - 1) // 2), 1 + 2 * ((int(k_text) - 1) // 2)
+
+
+def crossed_design(k_audio: int, k_text: int, num_rows: int,
+                   seed: int | np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Which (audio mask, text mask) pairs crossed sampling evaluates: a balanced block design.
+
+    Masks of each modality are numbered as :func:`sample_masks` with ``antithetic=True``
+    makes them: 0 the original, then complementary pairs ``(2p + 1, 2p + 2)``. Row 0 is the
+    pair (0, 0); every other row belongs to a *block* -- an audio pair crossed with a text
+    pair, all 4 combinations. Each audio pair meets ``r`` text pairs taken in turn from a
+    seeded permutation of all text pairs (so every text pair is used equally often, within
+    one), with ``r`` the smallest count giving at least ``num_rows`` rows, at most all text
+    pairs (the whole grid).
+
+    Why blocks: in the ``+-1`` coding of a block's 4 rows the audio and text columns are
+    orthogonal and every audio x text interaction sums to zero, so the surrogate's audio
+    weights do not see the lyrics' effects (and vice versa); with complementary pairs inside
+    each modality, pairwise interactions within a modality cancel too.
+
+    Parameters
+    ----------
+    k_audio, k_text : int
+        Masks per modality, odd (:func:`crossed_sizes`), >= 3.
+    num_rows : int
+        Rows wanted (>= 2); the design has ``1 + 4 * P_a * r`` rows, ``P_a = (k_audio - 1) // 2``.
+    seed : int or np.random.Generator
+        Seeds the text-pair permutation.
+
+    Returns
+    -------
+    audio_index, text_index : np.ndarray of int64, shape (rows,)
+    """
+    for name, value in (("k_audio", k_audio), ("k_text", k_text)):
+        if value < 3 or value % 2 == 0:
+            raise ValueError(f"{name} must be odd and >= 3 (the original plus complementary pairs), got {value}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    audio_pairs, text_pairs = (k_audio - 1) // 2, (k_text - 1) // 2
+    per_audio_pair = int(np.clip(-(-(int(num_rows) - 1) // (4 * audio_pairs)), 1, text_pairs))
+    text_pair_of_block = np.resize(rng.permutation(text_pairs), audio_pairs * per_audio_pair)
+    audio_pair_of_block = np.repeat(np.arange(audio_pairs), per_audio_pair)
+    corner_audio, corner_text = np.array([1, 1, 2, 2]), np.array([1, 2, 1, 2])     # the block's 4 rows
+    audio_index = (2 * audio_pair_of_block[:, None] + corner_audio).ravel()
+    text_index = (2 * text_pair_of_block[:, None] + corner_text).ravel()
+    return (np.concatenate([[0], audio_index]).astype(np.int64),
+            np.concatenate([[0], text_index]).astype(np.int64))
 
 
 def sample_crossed_neighbourhood(predict_fn: Any, factorization: Factorization, text: WordFeatures | LineFeatures, *,
@@ -279,19 +349,20 @@ def sample_crossed_neighbourhood(predict_fn: Any, factorization: Factorization, 
                                  expected_labels: Sequence[int] | None = None) -> Neighbourhood:
     """Crossed sampling for a late-fusion model (multimodal ``'both'`` mode only).
 
-    Draws ``K_a`` audio masks and ``K_t`` lyric masks (uniform 0/1, the first of each all
-    ones), asks ``predict_fn.predict_crossed`` for the model's answers on ``num_samples``
-    distinct (audio mask, text mask) pairs -- the encoders run once per mask, ``K_a + K_t``
-    passes, and only the head runs per pair -- and returns those pairs as the neighbourhood:
-    row ``r`` is ``[audio mask ; text mask]`` of pair ``r``, row 0 the all-ones pair, cosine
-    distances to row 0 as usual.
+    Draws ``K_a`` audio masks and ``K_t`` lyric masks (uniform 0/1; the first of each all
+    ones, the rest complementary pairs, :func:`sample_masks` with ``antithetic=True``), asks
+    ``predict_fn.predict_crossed`` for the model's answers on about ``num_samples`` (audio
+    mask, text mask) pairs laid out in balanced blocks (:func:`crossed_design`) -- the
+    encoders run once per mask, ``K_a + K_t`` passes, and only the head runs per pair -- and
+    returns those pairs as the neighbourhood: row ``r`` is ``[audio mask ; text mask]`` of
+    pair ``r``, row 0 the all-ones pair, cosine distances to row 0 as usual.
 
-    The pairs are row 0 = (0, 0) plus ``num_samples - 1`` distinct pairs drawn uniformly
-    without replacement from the other ``K_a * K_t - 1`` (a subsample of the grid keeps the
-    surrogate's size at ``num_samples``; give ``num_samples >= K_a * K_t`` to use the whole
-    grid). Marginally every row is still a uniform random mask; rows sharing a mask are not
-    independent, so the surrogate's audio weights rest on ``K_a`` distinct audio masks and its
-    word weights on ``K_t`` distinct text masks.
+    Marginally every row is still a uniform random mask, so the surrogate estimates what
+    i.i.d. sampling estimates. Rows sharing a mask are not independent: the audio weights
+    rest on ``K_a`` distinct audio masks and the word weights on ``K_t`` text masks; the
+    design removes the other modality's effects and the pairwise interactions within a
+    modality from each weight, which is what makes a tenth of the encoder passes enough
+    (measured in ``python -m utils.benchmark --part crossed``).
 
     Valid only when the model is ``head(audio encoder(audio), text encoder(text))`` (the
     paper's fusion model): ``predict_fn`` must offer ``predict_crossed(audio_masks,
@@ -301,11 +372,13 @@ def sample_crossed_neighbourhood(predict_fn: Any, factorization: Factorization, 
     Parameters
     ----------
     num_samples : int
-        Rows of the neighbourhood (pairs), including the original.
+        Rows of the neighbourhood wanted (pairs, including the original); the design rounds
+        up to whole blocks of 4 (at most the whole grid).
     crossed_masks : (K_a, K_t), optional
-        Masks per modality; default ``num_samples // 10`` each (:func:`crossed_sizes`).
+        Masks per modality, rounded down to odd; default ``num_samples // 10`` each
+        (:func:`crossed_sizes`).
     seed : int or np.random.Generator
-        Seeds the masks and the pair subsample.
+        Seeds the masks and the design.
     """
     _check_inputs(factorization, text, "both", num_samples, 1, sample_rate)
     predict_crossed = getattr(predict_fn, "predict_crossed", None)
@@ -315,14 +388,11 @@ def sample_crossed_neighbourhood(predict_fn: Any, factorization: Factorization, 
                         f"FusionClassifier); {type(predict_fn).__name__} has none -- use sampling='iid'")
     k_audio, k_text = crossed_sizes(num_samples, crossed_masks)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    audio_masks = sample_masks(k_audio, factorization.n_components, rng)
-    text_masks = sample_masks(k_text, text.n_features, rng)
-    grid = k_audio * k_text
-    rows = min(int(num_samples), grid)
-    flat = np.concatenate([[0], 1 + rng.choice(grid - 1, rows - 1, replace=False)]).astype(np.int64)
-    audio_index, text_index = flat // k_text, flat % k_text
+    audio_masks = sample_masks(k_audio, factorization.n_components, rng, antithetic=True)
+    text_masks = sample_masks(k_text, text.n_features, rng, antithetic=True)
+    audio_index, text_index = crossed_design(k_audio, k_text, num_samples, rng)
     output = predict_crossed(audio_masks, text_masks, factorization, text, pairs=(audio_index, text_index))
-    predictions = check_probabilities(output, rows)
+    predictions = check_probabilities(output, len(audio_index))
     if expected_labels is not None:
         check_labels(expected_labels, predictions.shape[1])
     masks = np.hstack([audio_masks[audio_index], text_masks[text_index]])
@@ -436,13 +506,15 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
         For display; its length must match the model's classes.
     progress : bool
         Show a tqdm bar while querying the model.
-    sampling : {'iid', 'crossed'}
-        ``'iid'`` (default): independent rows, as the paper. ``'crossed'``: only for a
+    sampling : {'iid', 'antithetic', 'crossed'}
+        ``'iid'`` (default): independent rows, as the paper. ``'antithetic'``: any model,
+        same cost, rows in complementary pairs (:func:`sample_masks`), which removes the
+        pairwise interactions from the weights' noise. ``'crossed'``: only for a
         late-fusion model in ``'both'`` mode (see :func:`sample_crossed_neighbourhood`):
-        ``K_a`` audio and ``K_t`` lyric masks, each encoder once per mask, the head on
-        ``num_samples`` of the ``K_a x K_t`` pairs; ``batch_size`` is then unused.
+        ``K_a`` audio and ``K_t`` lyric masks, each encoder once per mask, the head on about
+        ``num_samples`` pairs in balanced blocks; ``batch_size`` is then unused.
     crossed_masks : (K_a, K_t), optional
-        Crossed sampling's masks per modality (default ``num_samples // 10`` each).
+        Crossed sampling's masks per modality (default ``num_samples // 10`` each, made odd).
 
     Returns
     -------
@@ -471,7 +543,8 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
     else:
         neighbourhood = sample_neighbourhood(predict_fn, factorization, text, modality=modality,
                                              num_samples=num_samples, batch_size=batch_size, seed=seed,
-                                             sample_rate=sample_rate, expected_labels=expected, progress=progress)
+                                             sample_rate=sample_rate, expected_labels=expected, progress=progress,
+                                             antithetic=sampling == "antithetic")
     n_classes = neighbourhood.predictions.shape[1]
     if class_names is not None and len(class_names) != n_classes:
         raise ValueError(f"class_names has {len(class_names)} names but the model returned {n_classes} classes")
@@ -498,8 +571,9 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
         "factorization": None if factorization is None else type(factorization).__name__,
         "separator": getattr(factorization, "separator_name", None),
     }
-    if sampling == "crossed":   # i.i.d. settings stay as they were (records compare settings)
-        settings["sampling"] = "crossed"
+    if sampling != "iid":   # i.i.d. settings stay as they were (records compare settings)
+        settings["sampling"] = sampling
+    if sampling == "crossed":
         settings["crossed_masks"] = list(crossed_sizes(num_samples, crossed_masks))
         settings["num_samples"] = int(neighbourhood.masks.shape[0])
     return Explanation(_features(factorization, text, neighbourhood), fits, original, modality=modality,
