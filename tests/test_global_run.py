@@ -6,6 +6,7 @@ whose answer is known.
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -137,6 +138,24 @@ def test_shards_merge_to_the_unsharded_run_and_settings_are_checked(small_corpus
     assert len(load_records(whole)) == 2 and len(load_records(str(whole) + ".replaced")) == 9
     assert {r["settings"]["num_samples"] for r in load_records(whole)} == {40}
 
+    # another sampling design is other settings too; an old record without the key counts as i.i.d.
+    assert {r["settings"]["sampling"] for r in load_records(whole)} == {"iid"}
+    with pytest.raises(ValueError, match="sampling='iid'"):
+        global_explain(PROFILE, "genre", "lyrics", "lyrical", whole, **{**common, "num_samples": 40},
+                       sampling="antithetic")
+    legacy = tmp_path / "legacy.jsonl"
+    legacy.write_text("".join(json.dumps({**r, "settings": {k: v for k, v in r["settings"].items() if k != "sampling"}})
+                              + "\n" for r in load_records(whole)))
+    with pytest.raises(ValueError, match="sampling='iid'"):
+        global_explain(PROFILE, "genre", "lyrics", "lyrical", legacy, **{**common, "num_samples": 40},
+                       sampling="antithetic")
+    antithetic = global_explain(PROFILE, "genre", "lyrics", "lyrical", tmp_path / "anti.jsonl",
+                                **{**common, "limit": 2}, sampling="antithetic")
+    assert {r["settings"]["sampling"] for r in load_records(antithetic)} == {"antithetic"}
+    assert load_records(antithetic)[0]["weights"] != load_records(whole)[0]["weights"]
+
+    with pytest.raises(ValueError, match="crossed"):
+        global_explain(PROFILE, "genre", "lyrics", "lyrical", tmp_path / "x.jsonl", **common, sampling="crossed")
     with pytest.raises(ValueError, match="modality"):
         global_explain(PROFILE, "genre", "lyrics", "both", tmp_path / "x.jsonl", **common)
     with pytest.raises(ValueError, match="classes"):

@@ -200,3 +200,25 @@ def test_trained_audio_model_ignores_lyrics(trained_results):
     summary = lyrics_ignored(trained_results)
     assert summary["songs"] == 6 * SONGS_PER_CLASS
     assert summary["fraction"] == 1.0, summary
+
+
+def test_crossed_agreement_benchmark_on_trained_models(trained_genre):
+    """``python -m utils.benchmark --part crossed`` in miniature: every variant measured, the
+    crossed one with about a tenth of the reference's encoder passes, all finding the cues."""
+    from utils.benchmark import run_crossed_agreement, speed_markdown
+
+    profile, corpus, run_dir = trained_genre
+    results = run_crossed_agreement("tiny", "cpu", songs=2, num_samples=300, corpus_dir=corpus, run_dir=run_dir,
+                                    precise_samples=600, log=lambda *a: None)
+    summary = results["summary"]
+    assert summary["songs"] == 2 and summary["crossed_masks"] == [29, 29]
+    assert summary["reference_encoder_passes"] == 600                    # 300 rows x 2 encoders
+    assert summary["crossed"]["encoder_passes"] == 58 and summary["crossed"]["encoder_pass_saving"] > 10
+    assert summary["iid_same_budget"]["encoder_passes"] == 2 * 29
+    for name in ("crossed", "crossed_double", "antithetic", "iid_other_seed", "iid_same_budget"):
+        assert 0 <= summary[name]["top10_overlap_mean"] <= 1 and -1 <= summary[name]["spearman_mean"] <= 1
+        assert summary[name]["same_label"] == 1.0                        # the fusion model is sure of these songs
+    assert summary["reference_planted_hit_rate"] >= 0.5 and summary["crossed"]["planted_hit_rate"] >= 0.5
+    assert 0 <= summary["reference"]["precise_top10_overlap_mean"] <= 1
+    table = speed_markdown({"crossed": results})
+    assert "crossed K = (29, 29)" in table and "antithetic N = 300" in table and "N = 600" in table

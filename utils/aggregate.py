@@ -376,6 +376,16 @@ def _item_id(item, position: int) -> str:
     return song_id
 
 
+SETTINGS_DEFAULTS = {"sampling": "iid"}
+"""Settings a record made before they existed implicitly had (i.i.d. explanations carry no
+``sampling`` key)."""
+
+
+def stored_settings(record: Mapping) -> dict:
+    """A record's ``settings`` with :data:`SETTINGS_DEFAULTS` filled in where missing."""
+    return {**SETTINGS_DEFAULTS, **(record.get("settings") or {})}
+
+
 def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping],
                records_path: str | os.PathLike, shard: str | tuple[int, int] | None = None,
                settings: Mapping | None = None, progress: bool = True) -> list[dict]:
@@ -414,7 +424,7 @@ def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping
     records_path.parent.mkdir(parents=True, exist_ok=True)
     done = {r["id"]: r for r in load_records(records_path, repair=True)}
     for song_id, record in done.items():
-        stored = record.get("settings") or {}
+        stored = stored_settings(record)
         for key, value in settings.items():
             if key in stored and stored[key] != json.loads(json.dumps(value, default=_json_default)):
                 raise ValueError(f"{records_path}: record {song_id!r} was made with {key}={stored[key]!r}, "

@@ -541,16 +541,21 @@ def _pick_songs(frame, count: int) -> list[int]:
 def run_crossed_agreement(profile_name: str = "tiny", device: str = "cpu", songs: int = 20, num_samples: int = 5000,
                           crossed_masks: tuple[int, int] | None = None, corpus_dir: Path = DATA_DIR / "synthetic",
                           run_dir: Path | None = None, task: str = "genre", seed: int = 0, chunk_size: int = 256,
-                          log=print) -> dict:
-    """Crossed vs i.i.d. explanations of ``songs`` test songs with the trained fusion model.
+                          precise_samples: int = 0, log=print) -> dict:
+    """Crossed (and antithetic) vs i.i.d. explanations of ``songs`` test songs with the trained fusion model.
 
     Per song (its predicted class explained): the reference is the i.i.d. explanation with
     ``num_samples`` rows (seed ``seed``); compared with it are the crossed explanation
-    (``num_samples`` pairs of ``crossed_masks``, default ``num_samples // 10`` masks per
-    modality, same seed), an i.i.d. one with another seed (the reference's own sampling
-    noise) and an i.i.d. one with the crossed explanation's encoder budget
-    (``(K_a + K_t) / 2`` rows). Metrics: top-10 overlap, Spearman correlation of all weights,
-    planted genre cues (``utils.synth.read_metadata``) in the top 3, encoder passes, seconds.
+    (about ``num_samples`` pairs of ``crossed_masks``, default ``num_samples // 10`` masks per
+    modality, same seed), crossed with twice the masks, an antithetic explanation with
+    ``num_samples`` rows (seed ``seed + 1``), an i.i.d. one with seed ``seed + 1`` (the
+    reference's own sampling noise) and an i.i.d. one with the crossed explanation's encoder
+    budget (``(K_a + K_t) / 2`` rows). Metrics: top-10 overlap (by weight and by ``|weight|``),
+    Spearman correlation of all weights, planted genre cues (``utils.synth.read_metadata``)
+    in the top 3, encoder passes, seconds. With ``precise_samples`` > 0 every explanation,
+    the reference included, is also compared with an antithetic explanation of
+    ``precise_samples`` rows (seed ``seed + 2``): closer to what all of them estimate, it
+    shows how much of the disagreement is the N = ``num_samples`` reference's own noise.
     """
     from scipy.stats import spearmanr
 
@@ -568,11 +573,20 @@ def run_crossed_agreement(profile_name: str = "tiny", device: str = "cpu", songs
     metadata = read_metadata(corpus_dir)
     frame = read_split(corpus_dir, "test")
     k_audio, k_text = crossed_sizes(num_samples, crossed_masks)
+    double = crossed_sizes(num_samples, (2 * k_audio, 2 * k_text))
     budget = max(2, (k_audio + k_text) // 2)
-    variants = {"crossed": dict(sampling="crossed", crossed_masks=(k_audio, k_text), seed=seed),
-                "crossed_double": dict(sampling="crossed", crossed_masks=(2 * k_audio, 2 * k_text), seed=seed),
-                "iid_other_seed": dict(seed=seed + 1),
-                "iid_same_budget": dict(seed=seed, num_samples=budget)}
+    variants = {
+        "crossed": (f"crossed K = ({k_audio}, {k_text}), ~{num_samples} pairs",
+                    dict(sampling="crossed", crossed_masks=(k_audio, k_text), seed=seed)),
+        "crossed_double": (f"crossed K = {double}, ~{num_samples} pairs",
+                           dict(sampling="crossed", crossed_masks=double, seed=seed)),
+        "antithetic": (f"antithetic N = {num_samples}, other seed", dict(sampling="antithetic", seed=seed + 1)),
+        "iid_other_seed": (f"i.i.d. N = {num_samples}, other seed", dict(seed=seed + 1)),
+        "iid_same_budget": (f"i.i.d. N = {budget} (crossed's encoder budget)", dict(seed=seed, num_samples=budget)),
+    }
+    runs_wanted = [("reference", dict(seed=seed)), *((k, v[1]) for k, v in variants.items())]
+    if precise_samples:
+        runs_wanted.append(("precise", dict(sampling="antithetic", seed=seed + 2, num_samples=precise_samples)))
     per_song = []
     class_names = TASKS[task]
     for position in _pick_songs(frame, songs):
@@ -580,7 +594,7 @@ def run_crossed_agreement(profile_name: str = "tiny", device: str = "cpu", songs
         cues = metadata[song.song_id]["genre_cues"]
         record = {"id": song.song_id, "genre": song.genre}
         runs = {}
-        for name, options in [("reference", dict(seed=seed)), *variants.items()]:
+        for name, options in runs_wanted:
             options = dict(options)
             n = options.pop("num_samples", num_samples)
             predictor = ModelPredictor(model, profile, tokens, device, chunk_size=chunk_size)
@@ -593,39 +607,52 @@ def run_crossed_agreement(profile_name: str = "tiny", device: str = "cpu", songs
         label = reference.labels[0]
         record["predicted"] = class_names[label]
         record["reference_hits"] = _planted_hits(reference, cues)
-        top_reference = set(_top(reference, 10))
-        top_reference_abs = set(_top(reference, 10, "abs"))
-        for name in variants:
+        targets = [("", reference)] + ([("precise_", runs["precise"])] if precise_samples else [])
+        for name in [*variants, "reference"]:
             other = runs[name]
-            weights = other.fit(other.labels[0]).weights
+            weights = other.fit(label).weights
             record[f"{name}_same_label"] = other.labels[0] == label
-            record[f"{name}_top10_overlap"] = len(top_reference & set(_top(other, 10))) / 10
-            record[f"{name}_top10_overlap_abs"] = len(top_reference_abs & set(_top(other, 10, "abs"))) / 10
-            record[f"{name}_spearman"] = float(spearmanr(reference.fit(label).weights, weights).statistic)
             record[f"{name}_hits"] = _planted_hits(other, cues)
+            for prefix, target in targets:
+                if name == "reference" and not prefix:
+                    continue
+                top_target, top_target_abs = set(_top(target, 10)), set(_top(target, 10, "abs"))
+                record[f"{name}_{prefix}top10_overlap"] = len(top_target & set(_top(other, 10))) / 10
+                record[f"{name}_{prefix}top10_overlap_abs"] = len(top_target_abs & set(_top(other, 10, "abs"))) / 10
+                record[f"{name}_{prefix}spearman"] = float(spearmanr(target.fit(label).weights, weights).statistic)
         per_song.append(record)
-        log(f"{song.song_id} ({song.genre}, predicted {record['predicted']}): crossed top-10 overlap "
-            f"{record['crossed_top10_overlap']:.1f}, spearman {record['crossed_spearman']:.3f}, planted in top 3 "
-            f"ref {sum(record['reference_hits'])}/{len(cues)} crossed {sum(record['crossed_hits'])}/{len(cues)}; "
-            f"seconds ref {record['reference_seconds']:.1f} crossed {record['crossed_seconds']:.1f}")
+        log(f"{song.song_id} ({song.genre}, predicted {record['predicted']}): top-10 overlap with the reference "
+            + ", ".join(f"{name} {record[f'{name}_top10_overlap']:.1f}" for name in variants)
+            + f"; planted in top 3 ref {sum(record['reference_hits'])}/{len(cues)} crossed "
+            f"{sum(record['crossed_hits'])}/{len(cues)}; seconds ref {record['reference_seconds']:.1f} crossed "
+            f"{record['crossed_seconds']:.1f}")
+    mean = lambda key: float(np.mean([r[key] for r in per_song]))                          # noqa: E731
     summary = {"songs": len(per_song), "num_samples": num_samples, "crossed_masks": [k_audio, k_text],
-               "same_budget_iid_samples": budget, "model": model_source,
+               "same_budget_iid_samples": budget, "model": model_source, "precise_samples": int(precise_samples),
                "reference_planted_hit_rate": _rate([r["reference_hits"] for r in per_song]),
-               "reference_encoder_passes": float(np.mean([r["reference_encoder_passes"] for r in per_song])),
+               "reference_encoder_passes": mean("reference_encoder_passes"),
                "reference_seconds": float(np.median([r["reference_seconds"] for r in per_song]))}
-    for name in variants:
+    if precise_samples:
+        summary["reference"] = {"label": f"i.i.d. N = {num_samples} (the reference)",
+                                **{f"precise_{m}_mean": mean(f"reference_precise_{m}")
+                                   for m in ("top10_overlap", "top10_overlap_abs", "spearman")}}
+    for name, (label_text, _) in variants.items():
         summary[name] = {
-            "top10_overlap_mean": float(np.mean([r[f"{name}_top10_overlap"] for r in per_song])),
+            "label": label_text,
+            "top10_overlap_mean": mean(f"{name}_top10_overlap"),
             "top10_overlap_min": float(np.min([r[f"{name}_top10_overlap"] for r in per_song])),
-            "top10_overlap_abs_mean": float(np.mean([r[f"{name}_top10_overlap_abs"] for r in per_song])),
-            "spearman_mean": float(np.mean([r[f"{name}_spearman"] for r in per_song])),
+            "top10_overlap_abs_mean": mean(f"{name}_top10_overlap_abs"),
+            "spearman_mean": mean(f"{name}_spearman"),
             "planted_hit_rate": _rate([r[f"{name}_hits"] for r in per_song]),
-            "encoder_passes": float(np.mean([r[f"{name}_encoder_passes"] for r in per_song])),
+            "encoder_passes": mean(f"{name}_encoder_passes"),
             "encoder_pass_saving": float(np.mean([r["reference_encoder_passes"] / r[f"{name}_encoder_passes"]
                                                   for r in per_song])),
             "seconds": float(np.median([r[f"{name}_seconds"] for r in per_song])),
-            "same_label": float(np.mean([r[f"{name}_same_label"] for r in per_song])),
+            "same_label": mean(f"{name}_same_label"),
         }
+        if precise_samples:
+            summary[name].update({f"precise_{m}_mean": mean(f"{name}_precise_{m}")
+                                  for m in ("top10_overlap", "top10_overlap_abs", "spearman")})
     return {"summary": summary, "songs": per_song}
 
 
@@ -679,23 +706,31 @@ def speed_markdown(results: dict) -> str:
     crossed = results.get("crossed")
     if crossed:
         s = crossed["summary"]
-        lines += ["", f"Crossed sampling vs the i.i.d. N = {s['num_samples']} explanation on {s['songs']} test songs "
-                  f"({s['model']}); reference planted-cue hit rate (top 3) {s['reference_planted_hit_rate']:.2f}, "
-                  f"{s['reference_encoder_passes']:.0f} encoder passes, {s['reference_seconds']:.1f} s:", "",
+        precise = s.get("precise_samples", 0)
+        lines += ["", f"Crossed and antithetic sampling vs the i.i.d. N = {s['num_samples']} explanation on "
+                  f"{s['songs']} test songs ({s['model']}); reference planted-cue hit rate (top 3) "
+                  f"{s['reference_planted_hit_rate']:.2f}, {s['reference_encoder_passes']:.0f} encoder passes, "
+                  f"{s['reference_seconds']:.1f} s" + (f"; last two columns: agreement with an antithetic "
+                                                       f"N = {precise} explanation" if precise else "") + ":", "",
                   "| variant | top-10 overlap (mean / min) | top-10 by abs weight | Spearman | planted in top 3 | "
-                  "encoder passes | saving | s |",
-                  "|---|---|---|---|---|---|---|---|"]
-        double = tuple(2 * k for k in s["crossed_masks"])
-        names = {"crossed": f"crossed K = {tuple(s['crossed_masks'])}, {s['num_samples']} pairs",
-                 "crossed_double": f"crossed K = {double}, {s['num_samples']} pairs",
-                 "iid_other_seed": f"i.i.d. N = {s['num_samples']}, other seed",
-                 "iid_same_budget": f"i.i.d. N = {s['same_budget_iid_samples']} (crossed's encoder budget)"}
-        for key, label in names.items():
-            v = s[key]
-            lines.append(f"| {label} | {v['top10_overlap_mean']:.2f} / {v['top10_overlap_min']:.1f} | "
+                  "encoder passes | saving | s |" + (" top-10 overlap, N = %d | Spearman, N = %d |" % (precise, precise)
+                                                     if precise else ""),
+                  "|---|---|---|---|---|---|---|---|" + ("---|---|" if precise else "")]
+        for key in ("crossed", "crossed_double", "antithetic", "iid_other_seed", "iid_same_budget", "reference"):
+            v = s.get(key)
+            if v is None:
+                continue
+            tail = (f" {v['precise_top10_overlap_mean']:.2f} | {v['precise_spearman_mean']:.3f} |"
+                    if precise else "")
+            if key == "reference":
+                if precise:
+                    lines.append(f"| {v['label']} | 1 | 1 | 1 | {s['reference_planted_hit_rate']:.2f} | "
+                                 f"{s['reference_encoder_passes']:.0f} | 1x | {s['reference_seconds']:.1f} |" + tail)
+                continue
+            lines.append(f"| {v.get('label', key)} | {v['top10_overlap_mean']:.2f} / {v['top10_overlap_min']:.1f} | "
                          f"{v['top10_overlap_abs_mean']:.2f} | "
                          f"{v['spearman_mean']:.3f} | {v['planted_hit_rate']:.2f} | {v['encoder_passes']:.0f} | "
-                         f"{v['encoder_pass_saving']:.1f}x | {v['seconds']:.1f} |")
+                         f"{v['encoder_pass_saving']:.1f}x | {v['seconds']:.1f} |" + tail)
     return "\n".join(lines) + "\n"
 
 
@@ -736,6 +771,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--songs", type=int, default=20, help="test songs for --part crossed")
     parser.add_argument("--crossed-samples", type=int, default=5000, help="N of the crossed-agreement explanations")
     parser.add_argument("--crossed-masks", type=int, nargs=2, default=None, metavar=("K_A", "K_T"))
+    parser.add_argument("--precise-samples", type=int, default=0,
+                        help="also compare every explanation with an antithetic one of this many rows (0: skip)")
     parser.add_argument("--corpus", type=Path, default=DATA_DIR / "synthetic")
     parser.add_argument("--runs", type=Path, default=None, help="default runs/<profile>")
     parser.add_argument("--task", choices=sorted(TASKS), default="genre")
@@ -754,7 +791,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.part in ("crossed", "all"):
         results["crossed"] = run_crossed_agreement(args.profile, args.device, args.songs, args.crossed_samples,
                                                    tuple(args.crossed_masks) if args.crossed_masks else None,
-                                                   args.corpus, args.runs, args.task, args.seed)
+                                                   args.corpus, args.runs, args.task, args.seed,
+                                                   precise_samples=args.precise_samples)
     results = _strip(results)
     print()
     print(speed_markdown(results))

@@ -45,8 +45,9 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import (AUDIO_FEATURE, accumulate, append_record, load_records, measures, merge_records,
-                        merge_word_variants, parse_feature, run_global)
+                        merge_word_variants, parse_feature, run_global, stored_settings)
 from .config import LABEL_COLUMNS, MODEL_KINDS, TASKS, Profile
+from .explainer import SAMPLING
 
 SEPARATORS = ("oracle", "hpss", "openunmix")
 MODALITIES = ("both", "audio", "lyrical")
@@ -124,7 +125,8 @@ def song_factorization(song_id: str, corpus_dir: str | os.PathLike, profile: Pro
 
 # ---------------------------------------------------------------- 2. explain a split
 def explain_song(item: Mapping, predictor, profile: Profile, corpus_dir: str | os.PathLike, separator, *,
-                 task: str, modality: str, num_samples: int, seed: int, batch_size: int = 250) -> dict:
+                 task: str, modality: str, num_samples: int, seed: int, batch_size: int = 250,
+                 sampling: str = "iid") -> dict:
     """Explain one song's predicted class; returns its record (see :mod:`utils.aggregate`).
 
     The record adds ``song_seed`` (the explainer seed used) and, when the item carries a valid
@@ -140,7 +142,7 @@ def explain_song(item: Mapping, predictor, profile: Profile, corpus_dir: str | o
                                                                                       separator)
         explanation = explain(predictor, factorization, item.get("lyrics"), sample_rate=profile.audio.sample_rate,
                               modality=modality, num_samples=num_samples, batch_size=batch_size, seed=seed_used,
-                              class_names=class_names)
+                              class_names=class_names, sampling=sampling)
     except (ValueError, TypeError) as error:
         raise (ValueError if isinstance(error, ValueError) else TypeError)(f"song {song_id!r}: {error}") from error
     record = explanation.to_record(song_id)
@@ -161,10 +163,10 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def run_settings(profile: Profile, task: str, kind: str, modality: str, split: str, num_samples: int, seed: int,
-                 separator: str | None, model_sha256: str | None = None) -> dict:
+                 separator: str | None, model_sha256: str | None = None, sampling: str = "iid") -> dict:
     """The settings stored in every record of a run (a resume must match them)."""
     return {"profile": profile.name, "task": task, "kind": kind, "modality": modality, "split": split,
-            "num_samples": int(num_samples), "seed": int(seed),
+            "num_samples": int(num_samples), "seed": int(seed), "sampling": sampling,
             "separator": None if kind == "lyrics" else separator,
             "num_segments": None if kind == "lyrics" else int(profile.num_segments),
             "model_sha256": model_sha256}
@@ -176,7 +178,7 @@ def settings_conflict(records_path: str | os.PathLike, settings: Mapping) -> str
     Mirrors :func:`utils.aggregate.run_global`'s check: a key present in both with different values.
     """
     for record in load_records(records_path, repair=False):
-        stored = record.get("settings") or {}
+        stored = stored_settings(record)
         for key, value in settings.items():
             if key in stored and stored[key] != json.loads(json.dumps(value)):
                 return f"record {record['id']!r} was made with {key}={stored[key]!r}, this run uses {key}={value!r}"
@@ -188,7 +190,8 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
                    num_samples: int | None = None, seed: int = 0, batch_size: int = 250,
                    separator: str | None = None, shard: str | tuple[int, int] | None = None,
                    songs_per_class: int | None = None, limit: int | None = None, predictor=None,
-                   on_mismatch: str = "raise", num_threads: int | None = None, progress: bool = True) -> Path:
+                   on_mismatch: str = "raise", num_threads: int | None = None, progress: bool = True,
+                   sampling: str = "iid") -> Path:
     """Explain every selected song of ``split`` with MusicLIME into ``records_path``; resumable.
 
     Parameters
@@ -234,6 +237,10 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
         several times faster than 2 (no OpenMP contention). None leaves torch's setting.
     progress : bool
         tqdm bar with ETA over the songs.
+    sampling : {'iid', 'antithetic', 'crossed'}
+        Neighbourhood design (:func:`utils.explainer.explain`): ``'iid'`` the paper's;
+        ``'antithetic'`` any model, same cost, less noise; ``'crossed'`` the multimodal model in
+        ``'both'`` mode only, a tenth of the encoder passes. Stored in the settings.
 
     Returns
     -------
@@ -250,6 +257,11 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
         raise ValueError(f"a {kind} model can be explained with modality {KIND_MODALITIES[kind]}, not {modality!r}")
     if on_mismatch not in ("raise", "replace"):
         raise ValueError(f"on_mismatch must be 'raise' or 'replace', got {on_mismatch!r}")
+    if sampling not in SAMPLING:
+        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+    if sampling == "crossed" and (kind != "multimodal" or modality != "both"):
+        raise ValueError(f"sampling='crossed' needs the late-fusion multimodal model in 'both' mode, not a {kind} "
+                         f"model in {modality!r} mode; use 'iid' or 'antithetic'")
     separator = separator or profile.separator
     if separator not in SEPARATORS:
         raise ValueError(f"separator must be one of {SEPARATORS}, got {separator!r}")
@@ -271,7 +283,8 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
     elif getattr(predictor, "kind", None) != kind:
         raise ValueError(f"predictor is a {getattr(predictor, 'kind', type(predictor).__name__)} model, "
                          f"kind={kind!r} was asked for")
-    settings = run_settings(profile, task, kind, modality, split, num_samples, seed, separator, model_sha256)
+    settings = run_settings(profile, task, kind, modality, split, num_samples, seed, separator, model_sha256,
+                            sampling)
     if records_path.exists():
         conflict = settings_conflict(records_path, settings)
         if conflict and on_mismatch == "replace":
@@ -286,7 +299,7 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
 
     def explain_fn(item: Mapping) -> dict:
         return explain_song(item, predictor, profile, corpus_dir, audio_separator, task=task, modality=modality,
-                            num_samples=num_samples, seed=seed, batch_size=batch_size)
+                            num_samples=num_samples, seed=seed, batch_size=batch_size, sampling=sampling)
 
     import torch
 
@@ -683,6 +696,9 @@ def _explain_main(argv: list[str]) -> int:
     parser.add_argument("--merge-case", action="store_true", help="merge words differing only in case")
     parser.add_argument("--replace-mismatched", action="store_true",
                         help="move a records file made with other settings aside instead of refusing")
+    parser.add_argument("--sampling", default="iid", choices=list(SAMPLING),
+                        help="neighbourhood design: iid (the paper), antithetic (same cost, less noise), crossed "
+                             "(multimodal model in both mode: a tenth of the encoder passes)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     profile = get_profile(args.profile)
@@ -693,7 +709,7 @@ def _explain_main(argv: list[str]) -> int:
                              seed=args.seed, batch_size=args.batch_size, separator=args.separator, shard=args.shard,
                              songs_per_class=args.songs_per_class, limit=args.limit,
                              on_mismatch="replace" if args.replace_mismatched else "raise", num_threads=args.threads,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, sampling=args.sampling)
     print(f"records: {records} ({len(load_records(records, repair=False))} songs)")
     measures_path = args.measures or (None if args.shard else str(Path(records).with_suffix(".csv")))
     if measures_path:
