@@ -139,3 +139,23 @@ def test_crossed_neighbourhood_rows_are_the_design():
     np.testing.assert_array_equal(audio[1::4] + audio[3::4], 1)
     np.testing.assert_array_equal(text[1::4] + text[2::4], 1)
     np.testing.assert_allclose(neighbourhood.predictions, model._probabilities(audio, text))
+
+
+def test_compare_sampling_table():
+    from types import SimpleNamespace
+
+    from utils.sanity import compare_sampling
+
+    fac, words = factorization(), WordFeatures(LYRICS)
+    model = ToyFusion(fac.n_components, words.n_features, seed=6)
+    model.reset_counters = lambda: model.calls.update(audio_rows=0, text_rows=0)
+    table = compare_sampling(model, fac, words, SimpleNamespace(audio=SimpleNamespace(sample_rate=SR)),
+                             num_samples=3000, k=10, class_names=["a", "b"])
+    assert list(table["design"]) == ["iid", "antithetic", "crossed"]
+    assert list(table["encoder_passes"]) == [6000, 6000, 2 * 299]      # crossed: K = 3000 // 10 -> 299 each
+    assert table["rows"].iloc[0] == 3000 and table["overlap_with_first"].iloc[0] == 1.0
+    truth = [f.name for f in explain(model, fac, words, sample_rate=SR, num_samples=2, labels=[0]).features]
+    original = model._probabilities(np.ones((1, fac.n_components)), np.ones((1, words.n_features)))[0]
+    slopes = model.slopes() if original.argmax() == 0 else -model.slopes()    # class 1's slopes are class 0's, negated
+    best = {truth[i] for i in np.argsort(-slopes)[:10]}
+    assert len(best & set(table["top"].iloc[2])) >= 9                     # crossed finds the true top 10

@@ -189,6 +189,42 @@ def explain_song(predictor: Any, corpus_dir: str | Path, song: Any, profile: Pro
                    num_samples=num_samples, batch_size=batch_size, seed=seed, class_names=class_names)
 
 
+def compare_sampling(predictor: Any, factorization: Any, lyrics: str, profile: Profile, *,
+                     designs: Sequence[str] = ("iid", "antithetic", "crossed"), num_samples: int = 1000,
+                     seed: int = 0, k: int = 10, class_names: Sequence[str] = GENRES) -> pd.DataFrame:
+    """One song explained with each neighbourhood design (:func:`utils.explainer.explain`'s ``sampling``).
+
+    All designs explain the class the model predicts for the intact song, in ``'both'``
+    mode. ``'crossed'`` needs a late-fusion predictor (``predict_crossed``).
+
+    Returns
+    -------
+    pd.DataFrame, one row per design: ``design``, ``rows`` (surrogate rows), ``encoder_passes``
+    (encoder rows actually run, audio + text), ``seconds``, ``top`` (the ``k`` best features by
+    weight), ``overlap_with_first`` (share of the first design's top ``k``).
+    """
+    from .explainer import explain
+
+    rows, first_top, label = [], None, None
+    for design in designs:
+        if hasattr(predictor, "reset_counters"):
+            predictor.reset_counters()
+        tick = time.perf_counter()
+        explanation = explain(predictor, factorization, lyrics, sample_rate=profile.audio.sample_rate,
+                              labels=None if label is None else [label], num_samples=num_samples,
+                              batch_size=num_samples, seed=seed, sampling=design, class_names=class_names)
+        seconds = time.perf_counter() - tick
+        label = explanation.labels[0] if label is None else label
+        top = [row["name"] for row in explanation.ranked(label, k=k)]
+        first_top = top if first_top is None else first_top
+        calls = getattr(predictor, "calls", {})
+        rows.append({"design": design, "rows": explanation.settings["num_samples"],
+                     "encoder_passes": calls.get("audio_rows", 0) + calls.get("text_rows", 0),
+                     "seconds": round(seconds, 2), "top": top,
+                     "overlap_with_first": len(set(top) & set(first_top)) / max(len(first_top), 1)})
+    return pd.DataFrame(rows)
+
+
 def describe_cues(metadata: Mapping[str, dict], song_id: str) -> str:
     """One line naming the planted genre cues of a song, e.g. ``'hip hop: audio bass1 (boom808)'``."""
     record = metadata[song_id] if song_id in metadata else None
