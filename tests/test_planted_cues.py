@@ -215,7 +215,8 @@ def test_crossed_agreement_benchmark_on_trained_models(trained_genre):
     assert summary["reference_encoder_passes"] == 600                    # 300 rows x 2 encoders
     assert summary["crossed"]["encoder_passes"] == 58 and summary["crossed"]["encoder_pass_saving"] > 10
     assert summary["iid_same_budget"]["encoder_passes"] == 2 * 29
-    for name in ("crossed", "crossed_double", "antithetic", "iid_other_seed", "iid_same_budget"):
+    for name in ("crossed", "crossed_audio_heavy", "crossed_double", "antithetic", "iid_other_seed",
+                 "iid_same_budget"):
         assert 0 <= summary[name]["top10_overlap_mean"] <= 1 and -1 <= summary[name]["spearman_mean"] <= 1
         assert summary[name]["same_label"] == 1.0                        # the fusion model is sure of these songs
     assert summary["reference_planted_hit_rate"] >= 0.5 and summary["crossed"]["planted_hit_rate"] >= 0.5

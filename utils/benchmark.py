@@ -547,7 +547,8 @@ def run_crossed_agreement(profile_name: str = "tiny", device: str = "cpu", songs
     Per song (its predicted class explained): the reference is the i.i.d. explanation with
     ``num_samples`` rows (seed ``seed``); compared with it are the crossed explanation
     (about ``num_samples`` pairs of ``crossed_masks``, default ``num_samples // 10`` masks per
-    modality, same seed), crossed with twice the masks, an antithetic explanation with
+    modality, same seed), crossed with the same encoder budget split 80 / 20 between audio
+    and lyrics, crossed with twice the masks, an antithetic explanation with
     ``num_samples`` rows (seed ``seed + 1``), an i.i.d. one with seed ``seed + 1`` (the
     reference's own sampling noise) and an i.i.d. one with the crossed explanation's encoder
     budget (``(K_a + K_t) / 2`` rows). Metrics: top-10 overlap (by weight and by ``|weight|``),
@@ -574,10 +575,14 @@ def run_crossed_agreement(profile_name: str = "tiny", device: str = "cpu", songs
     frame = read_split(corpus_dir, "test")
     k_audio, k_text = crossed_sizes(num_samples, crossed_masks)
     double = crossed_sizes(num_samples, (2 * k_audio, 2 * k_text))
+    budget_masks = k_audio + k_text
+    skewed = crossed_sizes(num_samples, (max(3, round(0.8 * budget_masks)), max(3, round(0.2 * budget_masks))))
     budget = max(2, (k_audio + k_text) // 2)
     variants = {
         "crossed": (f"crossed K = ({k_audio}, {k_text}), ~{num_samples} pairs",
                     dict(sampling="crossed", crossed_masks=(k_audio, k_text), seed=seed)),
+        "crossed_audio_heavy": (f"crossed K = {skewed}, ~{num_samples} pairs",
+                                dict(sampling="crossed", crossed_masks=skewed, seed=seed)),
         "crossed_double": (f"crossed K = {double}, ~{num_samples} pairs",
                            dict(sampling="crossed", crossed_masks=double, seed=seed)),
         "antithetic": (f"antithetic N = {num_samples}, other seed", dict(sampling="antithetic", seed=seed + 1)),
@@ -716,7 +721,8 @@ def speed_markdown(results: dict) -> str:
                   "encoder passes | saving | s |" + (" top-10 overlap, N = %d | Spearman, N = %d |" % (precise, precise)
                                                      if precise else ""),
                   "|---|---|---|---|---|---|---|---|" + ("---|---|" if precise else "")]
-        for key in ("crossed", "crossed_double", "antithetic", "iid_other_seed", "iid_same_budget", "reference"):
+        for key in ("crossed", "crossed_audio_heavy", "crossed_double", "antithetic", "iid_other_seed",
+                    "iid_same_budget", "reference"):
             v = s.get(key)
             if v is None:
                 continue
