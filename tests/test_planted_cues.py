@@ -208,13 +208,13 @@ def test_crossed_agreement_benchmark_on_trained_models(trained_genre):
     from utils.benchmark import run_crossed_agreement, speed_markdown
 
     profile, corpus, run_dir = trained_genre
-    results = run_crossed_agreement("tiny", "cpu", songs=2, num_samples=300, corpus_dir=corpus, run_dir=run_dir,
-                                    precise_samples=600, log=lambda *a: None)
+    results = run_crossed_agreement("tiny", "cpu", songs=2, num_samples=2000, corpus_dir=corpus, run_dir=run_dir,
+                                    precise_samples=3000, log=lambda *a: None)
     summary = results["summary"]
-    assert summary["songs"] == 2 and summary["crossed_masks"] == [29, 29]
-    assert summary["reference_encoder_passes"] == 600                    # 300 rows x 2 encoders
-    assert summary["crossed"]["encoder_passes"] == 58 and summary["crossed"]["encoder_pass_saving"] > 10
-    assert summary["iid_same_budget"]["encoder_passes"] == 2 * 29
+    assert summary["songs"] == 2 and summary["crossed_masks"] == [199, 199]
+    assert summary["reference_encoder_passes"] == 4000                   # 2000 rows x 2 encoders
+    assert summary["crossed"]["encoder_passes"] == 398 and summary["crossed"]["encoder_pass_saving"] > 10
+    assert summary["iid_same_budget"]["encoder_passes"] == 2 * 199
     for name in ("crossed", "crossed_audio_heavy", "crossed_double", "antithetic", "iid_other_seed",
                  "iid_same_budget"):
         assert 0 <= summary[name]["top10_overlap_mean"] <= 1 and -1 <= summary[name]["spearman_mean"] <= 1
@@ -222,4 +222,4 @@ def test_crossed_agreement_benchmark_on_trained_models(trained_genre):
     assert summary["reference_planted_hit_rate"] >= 0.5 and summary["crossed"]["planted_hit_rate"] >= 0.5
     assert 0 <= summary["reference"]["precise_top10_overlap_mean"] <= 1
     table = speed_markdown({"crossed": results})
-    assert "crossed K = (29, 29)" in table and "antithetic N = 300" in table and "N = 600" in table
+    assert "crossed K = (199, 199)" in table and "antithetic N = 2000" in table and "N = 3000" in table

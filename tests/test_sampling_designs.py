@@ -95,8 +95,10 @@ def test_crossed_design_blocks_and_balance():
         crossed_design(20, 15, 100, seed=0)
 
 
-def test_crossed_sizes_round_to_odd():
+def test_crossed_sizes_round_to_odd_and_keep_weights_identifiable():
     assert crossed_sizes(5000) == (499, 499)
+    assert crossed_sizes(5000, n_features=(40, 36)) == (499, 499)       # a tenth of the i.i.d. passes
+    assert crossed_sizes(1000, n_features=(40, 36)) == (161, 145)       # small N: the 4 n + 1 floor
     assert crossed_sizes(200, (12, 9)) == (11, 9)
     with pytest.raises(ValueError, match=">= 3"):
         crossed_sizes(200, (2, 9))
@@ -131,10 +133,10 @@ def test_antithetic_rows_cancel_pairwise_interactions():
 def test_crossed_neighbourhood_rows_are_the_design():
     fac, words = factorization(), WordFeatures(LYRICS)
     model = ToyFusion(fac.n_components, words.n_features, cross=False, pairwise=False)
-    neighbourhood = sample_crossed_neighbourhood(model, fac, words, num_samples=300, crossed_masks=(31, 21),
+    neighbourhood = sample_crossed_neighbourhood(model, fac, words, num_samples=700, crossed_masks=(161, 121),
                                                  seed=5, sample_rate=SR)
     audio, text = neighbourhood.masks[:, :fac.n_components], neighbourhood.masks[:, fac.n_components:]
-    assert np.all(neighbourhood.masks[0] == 1) and neighbourhood.masks.shape[0] == 1 + 4 * 15 * 5
+    assert np.all(neighbourhood.masks[0] == 1) and neighbourhood.masks.shape[0] == 1 + 4 * 80 * 3
     # within a block the two audio masks are complements, and so are the two text masks
     np.testing.assert_array_equal(audio[1::4] + audio[3::4], 1)
     np.testing.assert_array_equal(text[1::4] + text[2::4], 1)

@@ -130,32 +130,38 @@ def test_text_composition_and_piece_tokenizer_equal_lime_and_the_tokenizer(song,
 def test_crossed_sampling_rows_answers_and_encoder_passes(song, fusion):
     profile, tokens, factorization, words = song
     predictor = ModelPredictor(fusion, profile, tokens, "cpu")
-    neighbourhood = sample_crossed_neighbourhood(predictor, factorization, words, num_samples=60,
-                                                 crossed_masks=(12, 9), seed=4, sample_rate=16_000)
-    masks = neighbourhood.masks                 # K = (11, 9): 5 audio pairs x 3 text pairs, blocks of 4 rows
-    assert masks.shape == (1 + 4 * 5 * 3, 40 + words.n_features) and np.all(masks[0] == 1)
+    k_text = 4 * words.n_features + 1
+    neighbourhood = sample_crossed_neighbourhood(predictor, factorization, words, num_samples=400,
+                                                 crossed_masks=(162, k_text), seed=4, sample_rate=16_000)
+    masks = neighbourhood.masks                 # K_a = 161: 80 audio pairs x 2 text pairs each, blocks of 4 rows
+    assert masks.shape == (1 + 4 * 80 * 2, 40 + words.n_features) and np.all(masks[0] == 1)
     assert len(np.unique(masks, axis=0)) == len(masks)                # distinct pairs
-    assert len(np.unique(masks[:, :40], axis=0)) == 11 and len(np.unique(masks[:, 40:], axis=0)) <= 9
-    assert predictor.calls == {"audio_rows": 11, "text_rows": 9}      # K_a + K_t encoder passes, not 2 x 61
+    assert len(np.unique(masks[:, :40], axis=0)) == 161 and len(np.unique(masks[:, 40:], axis=0)) <= k_text
+    assert predictor.calls == {"audio_rows": 161, "text_rows": k_text}  # K_a + K_t encoder passes, not 2 x 641
     # the head on pairs gives exactly the model's answers for those rows
     iid = ModelPredictor(fusion, profile, tokens, "cpu").predict_masks(masks[:, :40], masks[:, 40:], factorization, words)
     assert np.allclose(neighbourhood.predictions, iid, atol=1e-5)
     assert np.allclose(neighbourhood.distances[0], 0) and neighbourhood.distances.shape == (len(masks),)
-    # same seed, same neighbourhood; the whole grid when num_samples exceeds it
+    # same seed, same neighbourhood
     again = sample_crossed_neighbourhood(ModelPredictor(fusion, profile, tokens, "cpu"), factorization, words,
-                                         num_samples=60, crossed_masks=(12, 9), seed=4, sample_rate=16_000)
+                                         num_samples=400, crossed_masks=(162, k_text), seed=4, sample_rate=16_000)
     assert np.array_equal(again.masks, masks)
-    grid = sample_crossed_neighbourhood(predictor, factorization, words, num_samples=500, crossed_masks=(5, 3),
-                                        seed=0, sample_rate=16_000)
-    assert grid.masks.shape[0] == 1 + 4 * 2 * 1
+    # too few masks to identify 40 audio weights: refused; barely enough: a warning
+    with pytest.raises(ValueError, match="K_a .* 19 complementary pairs for 40 features; need K >= 81"):
+        sample_crossed_neighbourhood(predictor, factorization, words, num_samples=400, crossed_masks=(39, k_text),
+                                     seed=0, sample_rate=16_000)
+    with pytest.warns(UserWarning, match="poorly determined"):
+        sample_crossed_neighbourhood(predictor, factorization, words, num_samples=400, crossed_masks=(101, k_text),
+                                     seed=0, sample_rate=16_000)
 
 
 def test_explain_crossed_and_its_limits(song, fusion):
     profile, tokens, factorization, words = song
     predictor = ModelPredictor(fusion, profile, tokens, "cpu")
     explanation = explain(predictor, factorization, words, sample_rate=16_000, num_samples=200, sampling="crossed")
-    assert explanation.settings["sampling"] == "crossed" and explanation.settings["crossed_masks"] == [19, 19]
-    assert predictor.calls == {"audio_rows": 19, "text_rows": 19}
+    k_text = 4 * words.n_features + 1                  # at small N the floor 4 n + 1 beats N // 10 = 20
+    assert explanation.settings["sampling"] == "crossed" and explanation.settings["crossed_masks"] == [161, k_text]
+    assert predictor.calls == {"audio_rows": 161, "text_rows": k_text}
     assert len(explanation.features) == 40 + words.n_features
     iid = explain(ModelPredictor(fusion, profile, tokens, "cpu"), factorization, words, sample_rate=16_000,
                   num_samples=50)

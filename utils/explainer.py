@@ -281,12 +281,18 @@ def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | No
     return Neighbourhood(masks, np.concatenate(predictions), cosine_distances(masks), n_audio, n_text)
 
 
-def crossed_sizes(num_samples: int, crossed_masks: tuple[int, int] | None = None) -> tuple[int, int]:
-    """``(K_a, K_t)`` masks per modality: the given pair, or ``num_samples // CROSSED_FRACTION``
-    each, rounded down to an odd number (the original plus complementary pairs; at least 3)."""
+def crossed_sizes(num_samples: int, crossed_masks: tuple[int, int] | None = None,
+                  n_features: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    """``(K_a, K_t)`` masks per modality, each rounded down to an odd number (the original plus
+    complementary pairs).
+
+    Default: ``num_samples // CROSSED_FRACTION`` each, but at least ``4 n + 1`` for a modality
+    with ``n`` features (``n_features = (audio, text)``), so that its ``(K - 1) / 2`` pairs
+    comfortably outnumber its columns; at N = 5000 and 40 components that is 499 each, a tenth
+    of the i.i.d. encoder passes, while at small N the floor wins and the saving shrinks.
+    """
     if crossed_masks is None:
-        size = max(3, int(num_samples) // CROSSED_FRACTION)
-        k_audio = k_text = size
+        k_audio, k_text = (max(3, int(num_samples) // CROSSED_FRACTION, 4 * int(n) + 1) for n in n_features)
     else:
         try:
             k_audio, k_text = crossed_masks
@@ -296,6 +302,25 @@ def crossed_sizes(num_samples: int, crossed_masks: tuple[int, int] | None = None
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 3:
                 raise ValueError(f"crossed_masks: {name} must be an int >= 3, got {value!r}")
     return 1 + 2 * ((int(k_audio) - 1) // 2), 1 + 2 * ((int(k_text) - 1) // 2)
+
+
+def check_crossed_sizes(k_audio: int, k_text: int, n_audio: int, n_text: int) -> None:
+    """Refuse masks too few to identify every weight; warn when barely enough.
+
+    With ``P = (K - 1) / 2`` complementary pairs a modality's columns are seen in only ``P``
+    (+1) directions, so ``P < n`` features leaves weights undetermined (the ridge then
+    shrinks them to noise) and ``P < 2 n`` leaves them poorly conditioned.
+    """
+    import warnings
+
+    for name, k, n in (("K_a (audio masks)", k_audio, n_audio), ("K_t (lyric masks)", k_text, n_text)):
+        pairs = (k - 1) // 2
+        if pairs < n:
+            raise ValueError(f"crossed_masks: {name} = {k} gives {pairs} complementary pairs for {n} features; "
+                             f"need K >= {2 * n + 1} (recommended >= {4 * n + 1}), or use sampling='iid'")
+        if pairs < 2 * n:
+            warnings.warn(f"crossed_masks: {name} = {k} gives {pairs} pairs for {n} features; the weights are "
+                          f"poorly determined below K = {4 * n + 1}", stacklevel=3)
 
 
 def crossed_design(k_audio: int, k_text: int, num_rows: int,
@@ -375,8 +400,9 @@ def sample_crossed_neighbourhood(predict_fn: Any, factorization: Factorization, 
         Rows of the neighbourhood wanted (pairs, including the original); the design rounds
         up to whole blocks of 4 (at most the whole grid).
     crossed_masks : (K_a, K_t), optional
-        Masks per modality, rounded down to odd; default ``num_samples // 10`` each
-        (:func:`crossed_sizes`).
+        Masks per modality, rounded down to odd; default ``num_samples // 10`` each, at least
+        ``4 n + 1`` for ``n`` features (:func:`crossed_sizes`). Fewer than ``2 n + 1`` is refused
+        (:func:`check_crossed_sizes`).
     seed : int or np.random.Generator
         Seeds the masks and the design.
     """
@@ -386,7 +412,8 @@ def sample_crossed_neighbourhood(predict_fn: Any, factorization: Factorization, 
         raise TypeError("sampling='crossed' needs a late-fusion model adapter with predict_crossed(audio_masks, "
                         "text_masks, factorization, text, pairs) (e.g. utils.predict.ModelPredictor around a "
                         f"FusionClassifier); {type(predict_fn).__name__} has none -- use sampling='iid'")
-    k_audio, k_text = crossed_sizes(num_samples, crossed_masks)
+    k_audio, k_text = crossed_sizes(num_samples, crossed_masks, (factorization.n_components, text.n_features))
+    check_crossed_sizes(k_audio, k_text, factorization.n_components, text.n_features)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     audio_masks = sample_masks(k_audio, factorization.n_components, rng, antithetic=True)
     text_masks = sample_masks(k_text, text.n_features, rng, antithetic=True)
@@ -514,7 +541,8 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
         ``K_a`` audio and ``K_t`` lyric masks, each encoder once per mask, the head on about
         ``num_samples`` pairs in balanced blocks; ``batch_size`` is then unused.
     crossed_masks : (K_a, K_t), optional
-        Crossed sampling's masks per modality (default ``num_samples // 10`` each, made odd).
+        Crossed sampling's masks per modality (default ``num_samples // 10`` each, at least
+        ``4 n + 1`` for a modality with ``n`` features, made odd).
 
     Returns
     -------
@@ -574,7 +602,8 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
     if sampling != "iid":   # i.i.d. settings stay as they were (records compare settings)
         settings["sampling"] = sampling
     if sampling == "crossed":
-        settings["crossed_masks"] = list(crossed_sizes(num_samples, crossed_masks))
+        settings["crossed_masks"] = list(crossed_sizes(num_samples, crossed_masks,
+                                                       (neighbourhood.n_audio, neighbourhood.n_text)))
         settings["num_samples"] = int(neighbourhood.masks.shape[0])
     return Explanation(_features(factorization, text, neighbourhood), fits, original, modality=modality,
                        lyrics=None if text is None else text.lyrics,
