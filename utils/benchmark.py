@@ -21,9 +21,10 @@ Figures (one song, one model; ``--profile tiny`` on CPU by default):
 * crossed sampling: time and encoder passes of a crossed explanation vs i.i.d.;
 * autocast: max probability difference of bf16 (CPU) / bf16 + fp16 (CUDA) vs fp32.
 
-``python -m utils.benchmark --part crossed`` measures how well crossed sampling agrees with
-the i.i.d. N = 5000 explanation on ``--songs`` test songs (top-10 overlap, Spearman
-correlation of the weights, planted-cue hit rate, encoder passes) with the trained
+``python -m utils.benchmark --part crossed`` measures how well crossed and antithetic
+sampling agree with the i.i.d. N = 5000 explanation on ``--songs`` test songs (top-10
+overlap, Spearman correlation of the weights, planted-cue hit rate, encoder passes; with
+``--precise-samples M`` also against an antithetic explanation of M rows) with the trained
 multimodal model ``runs/<profile>/<task>/multimodal/best``; results under ``crossed`` in the
 same JSON.
 
