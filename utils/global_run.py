@@ -260,7 +260,7 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
     if sampling not in SAMPLING:
         raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
     if sampling == "crossed" and (kind != "multimodal" or modality != "both"):
-        raise ValueError(f"sampling='crossed' needs the late-fusion multimodal model in 'both' mode, not a {kind} "
+        raise ValueError(f"sampling='crossed' needs the late-fusion multimodal model in 'both' mode, not the {kind} "
                          f"model in {modality!r} mode; use 'iid' or 'antithetic'")
     separator = separator or profile.separator
     if separator not in SEPARATORS:
