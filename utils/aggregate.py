@@ -381,9 +381,19 @@ SETTINGS_DEFAULTS = {"sampling": "iid"}
 ``sampling`` key)."""
 
 
-def stored_settings(record: Mapping) -> dict:
-    """A record's ``settings`` with :data:`SETTINGS_DEFAULTS` filled in where missing."""
-    return {**SETTINGS_DEFAULTS, **(record.get("settings") or {})}
+def settings_conflict(records: Iterable[Mapping], settings: Mapping) -> str | None:
+    """Why ``records`` cannot be resumed with run ``settings`` (None: they can).
+
+    A conflict is a key in both a record's ``settings`` and ``settings`` with different
+    values; a record made before a key existed counts as having its default
+    (:data:`SETTINGS_DEFAULTS`).
+    """
+    for record in records:
+        stored = {**SETTINGS_DEFAULTS, **(record.get("settings") or {})}
+        for key, value in settings.items():
+            if key in stored and stored[key] != json.loads(json.dumps(value, default=_json_default)):
+                return f"record {record['id']!r} was made with {key}={stored[key]!r}, this run uses {key}={value!r}"
+    return None
 
 
 def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping],
@@ -423,12 +433,9 @@ def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping
     records_path = Path(records_path)
     records_path.parent.mkdir(parents=True, exist_ok=True)
     done = {r["id"]: r for r in load_records(records_path, repair=True)}
-    for song_id, record in done.items():
-        stored = stored_settings(record)
-        for key, value in settings.items():
-            if key in stored and stored[key] != json.loads(json.dumps(value, default=_json_default)):
-                raise ValueError(f"{records_path}: record {song_id!r} was made with {key}={stored[key]!r}, "
-                                 f"this run uses {key}={value!r}; use another records file")
+    conflict = settings_conflict(done.values(), settings)
+    if conflict:
+        raise ValueError(f"{records_path}: {conflict}; use another records file")
     mine: list[tuple[str, Mapping]] = []
     seen: set[str] = set()
     for position, item in enumerate(items):

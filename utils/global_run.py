@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import (AUDIO_FEATURE, accumulate, append_record, load_records, measures, merge_records,
-                        merge_word_variants, parse_feature, run_global, stored_settings)
+                        merge_word_variants, parse_feature, run_global, settings_conflict)
 from .config import LABEL_COLUMNS, MODEL_KINDS, TASKS, Profile
 from .explainer import SAMPLING
 
@@ -172,19 +172,6 @@ def run_settings(profile: Profile, task: str, kind: str, modality: str, split: s
             "model_sha256": model_sha256}
 
 
-def settings_conflict(records_path: str | os.PathLike, settings: Mapping) -> str | None:
-    """Why the records already in ``records_path`` cannot be resumed with ``settings`` (None: they can).
-
-    Mirrors :func:`utils.aggregate.run_global`'s check: a key present in both with different values.
-    """
-    for record in load_records(records_path, repair=False):
-        stored = stored_settings(record)
-        for key, value in settings.items():
-            if key in stored and stored[key] != json.loads(json.dumps(value)):
-                return f"record {record['id']!r} was made with {key}={stored[key]!r}, this run uses {key}={value!r}"
-    return None
-
-
 def global_explain(profile: Profile, task: str, kind: str, modality: str, records_path: str | os.PathLike, *,
                    split: str = "test", corpus_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None,
                    num_samples: int | None = None, seed: int = 0, batch_size: int = 250,
@@ -286,7 +273,7 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
     settings = run_settings(profile, task, kind, modality, split, num_samples, seed, separator, model_sha256,
                             sampling)
     if records_path.exists():
-        conflict = settings_conflict(records_path, settings)
+        conflict = settings_conflict(load_records(records_path, repair=False), settings)
         if conflict and on_mismatch == "replace":
             warnings.warn(f"{records_path}: {conflict}; moving the old records to {records_path}.replaced "
                           "and starting afresh")
