@@ -579,8 +579,8 @@ def run_crossed_agreement(profile_name: str = "tiny", device: str = "cpu", songs
     budget_masks = k_audio + k_text
 
     def audio_heavy(song: Song) -> tuple[int, int]:      # 80 / 20, the lyric share kept identifiable
-        k_t = crossed_sizes(num_samples, (3, max(3, round(0.2 * budget_masks), 2 * song.words.n_features + 1)))[1]
-        return crossed_sizes(num_samples, (max(3, round(0.8 * budget_masks)), k_t))
+        return crossed_sizes(num_samples, (max(3, round(0.8 * budget_masks)),
+                                           max(3, round(0.2 * budget_masks), 2 * song.words.n_features + 1)))
     budget = max(2, (k_audio + k_text) // 2)
     variants = {
         "crossed": (f"crossed K = ({k_audio}, {k_text}), ~{num_samples} pairs",
@@ -619,19 +619,21 @@ def run_crossed_agreement(profile_name: str = "tiny", device: str = "cpu", songs
         label = reference.labels[0]
         record["predicted"] = class_names[label]
         record["reference_hits"] = _planted_hits(reference, cues)
-        targets = [("", reference)] + ([("precise_", runs["precise"])] if precise_samples else [])
+        targets = [(prefix, set(_top(target, 10)), set(_top(target, 10, "abs")), target.fit(label).weights)
+                   for prefix, target in [("", reference)] + ([("precise_", runs["precise"])] if precise_samples
+                                                               else [])]
         for name in [*variants, "reference"]:
             other = runs[name]
             weights = other.fit(label).weights
+            top, top_abs = set(_top(other, 10)), set(_top(other, 10, "abs"))
             record[f"{name}_same_label"] = other.labels[0] == label
             record[f"{name}_hits"] = _planted_hits(other, cues)
-            for prefix, target in targets:
+            for prefix, top_target, top_target_abs, target_weights in targets:
                 if name == "reference" and not prefix:
                     continue
-                top_target, top_target_abs = set(_top(target, 10)), set(_top(target, 10, "abs"))
-                record[f"{name}_{prefix}top10_overlap"] = len(top_target & set(_top(other, 10))) / 10
-                record[f"{name}_{prefix}top10_overlap_abs"] = len(top_target_abs & set(_top(other, 10, "abs"))) / 10
-                record[f"{name}_{prefix}spearman"] = float(spearmanr(target.fit(label).weights, weights).statistic)
+                record[f"{name}_{prefix}top10_overlap"] = len(top_target & top) / 10
+                record[f"{name}_{prefix}top10_overlap_abs"] = len(top_target_abs & top_abs) / 10
+                record[f"{name}_{prefix}spearman"] = float(spearmanr(target_weights, weights).statistic)
         per_song.append(record)
         log(f"{song.song_id} ({song.genre}, predicted {record['predicted']}): top-10 overlap with the reference "
             + ", ".join(f"{name} {record[f'{name}_top10_overlap']:.1f}" for name in variants)
