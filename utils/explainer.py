@@ -156,6 +156,8 @@ class Neighbourhood:
         Cosine distance of each row to row 0.
     n_audio, n_text : int
         Columns per modality (0 for a modality kept intact).
+    crossed_masks : (K_a, K_t) or None
+        Masks per modality of a crossed neighbourhood (None for row-by-row sampling).
     """
 
     masks: np.ndarray
@@ -163,6 +165,7 @@ class Neighbourhood:
     distances: np.ndarray
     n_audio: int
     n_text: int
+    crossed_masks: tuple[int, int] | None = None
 
 
 def _text_features(lyrics: Any, unit: str) -> WordFeatures | LineFeatures | None:
@@ -423,7 +426,8 @@ def sample_crossed_neighbourhood(predict_fn: Any, factorization: Factorization, 
     if expected_labels is not None:
         check_labels(expected_labels, predictions.shape[1])
     masks = np.hstack([audio_masks[audio_index], text_masks[text_index]])
-    return Neighbourhood(masks, predictions, cosine_distances(masks), factorization.n_components, text.n_features)
+    return Neighbourhood(masks, predictions, cosine_distances(masks), factorization.n_components, text.n_features,
+                         (k_audio, k_text))
 
 
 # ---------------------------------------------------------------- step 2: surrogate
@@ -602,8 +606,7 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
     if sampling != "iid":   # i.i.d. settings stay as they were (records compare settings)
         settings["sampling"] = sampling
     if sampling == "crossed":
-        settings["crossed_masks"] = list(crossed_sizes(num_samples, crossed_masks,
-                                                       (neighbourhood.n_audio, neighbourhood.n_text)))
+        settings["crossed_masks"] = list(neighbourhood.crossed_masks)
         settings["num_samples"] = int(neighbourhood.masks.shape[0])
     return Explanation(_features(factorization, text, neighbourhood), fits, original, modality=modality,
                        lyrics=None if text is None else text.lyrics,
