@@ -14,15 +14,12 @@ import soundfile as sf
 from utils import music4all as m4a
 from utils.config import GENRES, emotion_from_valence_energy, get_profile
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-RULES_PATH = SHARED / "reference" / "m4a_genre_rules.json"
+RULES_PATH = m4a.DEFAULT_RULES_PATH
 
 
 @pytest.fixture(scope="module")
 def rules() -> dict:
-    if not RULES_PATH.exists():
-        pytest.skip("shared reference rules not present")
-    return m4a.load_genre_rules(RULES_PATH)
+    return m4a.load_genre_rules()
 
 
 # ------------------------------------------------------------------ genre rules, by hand

@@ -5,17 +5,22 @@
     python -m utils.main --only 05 06    # just those notebooks
 
 Each notebook is executed with papermill (its ``parameters`` cell overridden) from its own
-folder, and the executed copy is written to ``<results>/notebooks/``. Steps that need data
-this machine does not have (the authors' published aggregates) are skipped with a message.
+folder, and the executed copy is written to ``<results>/notebooks/``. Notebook 11 needs the
+authors' published aggregates: from ``--published DIR|URL``, else the directory in
+``$MUSICLIME_PUBLISHED_DIR``, else the authors' repository URL (downloaded once into
+``~/.cache/musiclime``). When none of these can be read (offline, nothing cached) it is skipped
+with a message.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from .config import PROJECT_ROOT
+from .published import SOURCE_URL_PATTERN, fetch_published
 
 NOTEBOOKS = (
     "dataset_related/01_synthetic_corpus.ipynb",
@@ -31,7 +36,17 @@ NOTEBOOKS = (
     "results/11_paper_figures.ipynb",
 )
 SMOKE = {"SONGS_PER_CLASS": 4, "EPOCHS": 1, "SMOKE": True}
-SHARED_PUBLISHED = PROJECT_ROOT.parent / "shared" / "reference" / "published"
+PUBLISHED_ENV = "MUSICLIME_PUBLISHED_DIR"
+"""Environment variable naming a local directory of the authors' published pickles."""
+
+
+def published_unavailable(source: str, timeout: float = 20.0) -> str | None:
+    """Why the published aggregates at ``source`` cannot be read, or None when they all can."""
+    try:
+        fetch_published(source, timeout=timeout)
+    except (OSError, FileNotFoundError) as err:
+        return str(err).split("; pass source=")[0]
+    return None
 
 
 def notebook_parameters(path: str, *, profile: str, seed: int, corpus_dir: str, run_dir: str | None,
@@ -78,13 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", default=None, help="default: runs/<profile> (smoke: runs/smoke)")
     parser.add_argument("--results-dir", default=None, help="default: results (smoke: results/smoke)")
     parser.add_argument("--published", default=None,
-                        help="directory or URL of the authors' published aggregates (for notebook 11)")
+                        help="directory or URL of the authors' published aggregates (for notebook 11); "
+                             f"default ${PUBLISHED_ENV}, else the authors' repository URL (cached)")
     args = parser.parse_args(argv)
 
     corpus_dir = args.corpus_dir or ("data/smoke" if args.smoke else "data/synthetic")
     run_dir = args.run_dir or ("runs/smoke" if args.smoke else None)
     results_dir = args.results_dir or ("results/smoke" if args.smoke else "results")
-    published = args.published or (str(SHARED_PUBLISHED) if SHARED_PUBLISHED.is_dir() else None)
+    published = args.published or os.environ.get(PUBLISHED_ENV) or SOURCE_URL_PATTERN
     selected = [nb for nb in NOTEBOOKS if not args.only or Path(nb).name[:2] in args.only]
     timings = []
     started = time.time()
@@ -92,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         if not (PROJECT_ROOT / path).is_file():
             print(f"-- {path}: not in this checkout, skipped")
             continue
-        if path.startswith("results/11") and published is None:
-            print(f"-- {path}: skipped (no local copy of the published aggregates; pass --published DIR or URL)")
-            continue
+        if path.startswith("results/11"):
+            unavailable = published_unavailable(published)
+            if unavailable:
+                print(f"-- {path}: skipped ({unavailable}; pass --published DIR or set {PUBLISHED_ENV})")
+                continue
         parameters = notebook_parameters(path, profile=args.profile, seed=args.seed, corpus_dir=corpus_dir,
                                          run_dir=run_dir, results_dir=results_dir, smoke=args.smoke,
                                          published=published)

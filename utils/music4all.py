@@ -33,12 +33,13 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .config import EMOTIONS, GENRES, PROJECT_ROOT, Profile, emotion_from_valence_energy, get_profile
+from .config import EMOTIONS, GENRES, Profile, emotion_from_valence_energy, get_profile
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RULES_PATH = PROJECT_ROOT.parent / "shared" / "reference" / "m4a_genre_rules.json"
-"""``../shared/reference/m4a_genre_rules.json`` relative to the project root."""
+DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "resources" / "m4a_genre_rules.json"
+"""The project's own copy of the authors' tag rules (``utils/resources/m4a_genre_rules.json``;
+where they come from: ``utils/resources/README.md``)."""
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -57,8 +58,8 @@ def load_genre_rules(path: str | Path | None = None) -> dict:
     Parameters
     ----------
     path : str or Path, optional
-        The rules file; default :data:`DEFAULT_RULES_PATH`
-        (``../shared/reference/m4a_genre_rules.json`` next to the project).
+        The rules file; default :data:`DEFAULT_RULES_PATH`, the copy that ships with the
+        project (``utils/resources/m4a_genre_rules.json``).
 
     Returns
     -------
@@ -68,8 +69,8 @@ def load_genre_rules(path: str | Path | None = None) -> dict:
     path = Path(path) if path is not None else DEFAULT_RULES_PATH
     if not path.exists():
         raise FileNotFoundError(
-            f"genre rules file not found: {path}. Pass the path to m4a_genre_rules.json "
-            f"(default {DEFAULT_RULES_PATH}, i.e. ../shared/reference/ beside the project root)")
+            f"genre rules file not found: {path}. Pass the path to an m4a_genre_rules.json, or None "
+            f"for the rules that ship with the project (utils/resources/m4a_genre_rules.json)")
     try:
         rules = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

@@ -313,6 +313,17 @@ def resolve_published_file(file_name: str, source: str | os.PathLike | None = No
     return fetch_url(url, destination, timeout=timeout)
 
 
+def fetch_published(source: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                    timeout: float = 60.0) -> list[Path]:
+    """Local paths of all 22 published files (downloading into the cache what is missing).
+
+    Raises ``OSError`` (offline, URL unreachable) or ``FileNotFoundError`` (a local directory
+    lacks a file), naming the file; what was already downloaded stays cached.
+    """
+    return [resolve_published_file(name, source, cache_dir, timeout)
+            for pair in PUBLISHED_PAIRS.values() for name in (pair.weights, pair.counts)]
+
+
 def load_published_pair(weights_file: str, counts_file: str, source: str | os.PathLike | None = None,
                         cache_dir: str | os.PathLike | None = None, timeout: float = 60.0,
                         ) -> tuple[dict[int, dict[str, float]], dict[int, dict[str, int]]]:
