@@ -44,3 +44,20 @@ def trained_genre(tmp_path_factory):
     for kind in ("lyrics", "audio", "multimodal"):
         train_task_model(profile, corpus, root / "runs", "genre", kind, frames, tokens, seed=0, progress=False)
     return profile, corpus, root / "runs"
+
+
+@pytest.fixture(scope="session")
+def published_fixture(tmp_path_factory):
+    """The eleven published W / C pickles in the authors' exact format, with values chosen by
+    tests/published_fixtures.py (no external data); ``.directory`` and ``.pairs``."""
+    from published_fixtures import write_published_fixture
+
+    return write_published_fixture(tmp_path_factory.mktemp("published"))
+
+
+@pytest.fixture
+def real_published_dir():
+    """The authors' real pickles, from $MUSICLIME_PUBLISHED_DIR (skips when unset)."""
+    from published_fixtures import real_published_dir as lookup
+
+    return lookup()

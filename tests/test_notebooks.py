@@ -2,7 +2,7 @@
 
 All outputs go to a temporary directory: corpus, checkpoints, results and executed notebooks.
 Notebook 11 (the authors' published aggregates) runs in the smoke test only when
-``$MUSICLIME_PUBLISHED_DIR`` names their pickles; ``test_paper_figures_notebook`` runs it alone
+``$MUSICLIME_PUBLISHED_DIR`` names their pickles; tests/test_published_real.py runs it alone
 against them (CI's second pass, ``-m published``).
 """
 from __future__ import annotations
@@ -35,18 +35,3 @@ def test_all_notebooks_smoke(tmp_path):
     assert "| genre | multimodal |" in table
     assert (tmp_path / "results" / "genre" / "audio" / "confusion_matrix.png").stat().st_size > 1000
     assert (tmp_path / "results" / "figures" / "corpus_examples.png").is_file()
-
-
-@pytest.mark.published
-def test_paper_figures_notebook(tmp_path):
-    source = os.environ.get(PUBLISHED_ENV)
-    if not source:
-        pytest.skip(f"{PUBLISHED_ENV} not set (directory of the authors' published pickles)")
-    results = tmp_path / "results"
-    out_dir = results / "figures" / "published"
-    assert main(["--only", "11", "--published", source, "--results-dir", str(results)]) == 0
-    executed = results / "notebooks" / "11_paper_figures.ipynb"
-    assert executed.is_file()
-    text = executed.read_text()
-    assert "0.073, 0.055, 0.058" in text                     # the checked pop vocals row was printed
-    assert (out_dir / "genre__audio__global_heatmap_pop_AVG.png").stat().st_size > 5_000

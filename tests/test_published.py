@@ -1,27 +1,33 @@
-"""Loading the authors' published W / C pickles safely (utils.published)."""
+"""Loading the authors' published W / C pickles safely (utils.published).
+
+Every loader test runs on small pickles written in the authors' exact format by
+tests/published_fixtures.py (fixture ``published_fixture``). The tests marked ``published``
+check the real published numbers; they read the authors' files from $MUSICLIME_PUBLISHED_DIR
+and skip when it is unset (``MUSICLIME_PUBLISHED_DIR=... python -m pytest -m published``).
+"""
 from __future__ import annotations
 
 import os
 import pickle
 import pickletools
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from published_fixtures import AUTHORS_GLOBALS, PROTOCOL, class_index
 from utils import published
 from utils.published import (PUBLISHED_PAIRS, TASK_CLASSES, UnsafePickleError, load_published,
                              load_published_pair, resolve_published_file, restricted_load)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-PUBLISHED = SHARED / "reference" / "published"
+POP_VOCALS = [0.073, 0.055, 0.058, 0.051, 0.064, 0.065, 0.067, 0.044, 0.056, 0.061]
+ANGRY_OTHER = [0.057, 0.037, 0.032, 0.027, 0.025, 0.018, 0.025, 0.031, 0.038, 0.054]
 
 
 @pytest.fixture
-def published_dir() -> Path:
-    if not (PUBLISHED / "audio_genre_feature_weights.pkl").exists():
-        pytest.skip("shared reference data not present")
-    return PUBLISHED
+def published_dir(published_fixture) -> Path:
+    return published_fixture.directory
 
 
 def _globals_in(path: Path) -> set[tuple[str, str]]:
@@ -45,43 +51,73 @@ def _globals_in(path: Path) -> set[tuple[str, str]]:
     return found
 
 
-def test_allow_list_covers_exactly_what_the_pickles_reference(published_dir):
+def _opcodes(path: Path) -> tuple[int, set[str]]:
+    """(protocol, set of opcode names) of a pickle."""
+    ops = list(pickletools.genops(path.read_bytes()))
+    assert ops[0][0].name == "PROTO", path
+    return ops[0][1], {op.name for op, _, _ in ops}
+
+
+def _file_names() -> list[str]:
+    return [name for pair in PUBLISHED_PAIRS.values() for name in (pair.weights, pair.counts)]
+
+
+# ---------------------------------------------------------------- on the fixture (always run)
+def test_fixture_references_exactly_the_authors_globals(published_dir):
     referenced = set()
-    for pair in PUBLISHED_PAIRS.values():
-        for name in (pair.weights, pair.counts):
-            referenced |= _globals_in(published_dir / name)
-    assert referenced == {
-        ("collections", "defaultdict"), ("__main__", "default_dict_of_float"),
-        ("__main__", "default_dict_of_int"), ("builtins", "float"), ("builtins", "int"),
-        ("numpy.core.multiarray", "scalar"), ("numpy", "dtype"),
-    }
+    for name in _file_names():
+        assert _opcodes(published_dir / name)[0] == PROTOCOL, name
+        referenced |= _globals_in(published_dir / name)
+    # numpy 1.x's module name, as in the authors' files -- not numpy 2's numpy._core.multiarray
+    assert referenced == AUTHORS_GLOBALS
     assert referenced <= set(published.ALLOWED_GLOBALS)
 
 
-def test_all_pairs_load_as_plain_dicts(published_dir):
+def test_fixture_needs_the_restricted_unpickler(published_dir):
+    # like the authors' files: a plain pickle.load outside their notebook cannot find the factory
+    assert not hasattr(sys.modules["__main__"], "default_dict_of_float")     # the writer cleaned up
+    with pytest.raises(AttributeError, match="default_dict_of_float"):
+        pickle.loads((published_dir / "audio_genre_feature_weights.pkl").read_bytes())
+    raw = restricted_load(published_dir / "audioset_multimodal_feature_weights.pkl")
+    assert raw.default_factory is published.default_dict_of_float
+    cls = next(iter(raw))
+    assert type(cls) is np.int64 and raw[cls].default_factory is float
+    names = {type(f) for f in raw[cls]}
+    assert names == {str, np.str_} and {type(v) for v in raw[cls].values()} == {np.float64}
+
+
+def test_all_pairs_load_exactly_as_written(published_fixture):
     for key, pair in PUBLISHED_PAIRS.items():
-        weights, counts, names = load_published(key, published_dir)
+        weights, counts, names = load_published(key, published_fixture.directory)
+        expected = published_fixture.pairs[key]
         assert names == TASK_CLASSES[pair.task]
-        assert type(weights) is dict and set(weights) <= set(range(len(names))), key
+        assert weights == expected.weights and counts == expected.counts, key
+        assert sorted(weights) == list(range(len(names))), key
         for cls in weights:
             assert type(cls) is int
-            assert set(weights[cls]) == set(counts[cls])
             for feature, value in weights[cls].items():
                 assert type(feature) is str and type(value) is float and value >= 0
                 assert type(counts[cls][feature]) is int and counts[cls][feature] >= 1
 
 
-def test_checked_values_from_the_manifest(published_dir):
+def test_loader_returns_the_chosen_averages(published_fixture):
+    directory = published_fixture.directory
+    pop = class_index("genre_audio", "pop")
+    chosen = published_fixture.pairs["genre_audio"].averages[pop]
     weights, counts = load_published_pair("audio_genre_feature_weights.pkl", "audio_genre_feature_counts.pkl",
-                                          source=published_dir)
-    pop = [round(weights[5][f"vocals{k}"] / counts[5][f"vocals{k}"], 3) for k in range(10)]
-    assert pop == [0.073, 0.055, 0.058, 0.051, 0.064, 0.065, 0.067, 0.044, 0.056, 0.061]
+                                          source=directory)
+    vocals = [round(weights[pop][f"vocals{k}"] / counts[pop][f"vocals{k}"], 3) for k in range(10)]
+    assert vocals == [round(chosen[f"vocals{k}"], 3) for k in range(10)]
+    assert round(weights[pop]["bass3"] / counts[pop]["bass3"], 4) == 0.0087
+    angry = class_index("emotion_audio", "Angry")
+    chosen = published_fixture.pairs["emotion_audio"].averages[angry]
     weights, counts = load_published_pair("emotion_audio_feature_weights.pkl", "emotion_audio_feature_counts.pkl",
-                                          source=str(published_dir))
-    angry = [round(weights[0][f"other{k}"] / counts[0][f"other{k}"], 3) for k in range(10)]
-    assert angry == [0.057, 0.037, 0.032, 0.027, 0.025, 0.018, 0.025, 0.031, 0.038, 0.054]
+                                          source=str(directory))
+    other = [weights[angry].get(f"other{k}", 0.0) / counts[angry].get(f"other{k}", 1) for k in range(10)]
+    assert [round(v, 3) for v in other] == [round(chosen.get(f"other{k}", 0.0), 3) for k in range(10)]
 
 
+# ---------------------------------------------------------------- unsafe and malformed pickles
 class _RunsShell:
     """Pickles to ``os.system(command)``: what a hostile 'aggregate' would contain."""
 
@@ -140,14 +176,15 @@ def test_plain_dict_pickles_and_mismatches(tmp_path):
         load_published("no_such_pair", tmp_path)
 
 
-def test_download_from_file_url_into_cache(published_dir, tmp_path, monkeypatch):
+def test_download_from_file_url_into_cache(published_fixture, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    pattern = published_dir.as_uri() + "/{file}"
+    pattern = published_fixture.directory.as_uri() + "/{file}"
     weights, counts = load_published_pair("audio_genre_feature_weights.pkl", "audio_genre_feature_counts.pkl",
                                           source=pattern, cache_dir=cache)
     cached = sorted(p.name for p in cache.rglob("*.pkl"))
     assert cached == ["audio_genre_feature_counts.pkl", "audio_genre_feature_weights.pkl"]
-    assert round(weights[5]["vocals0"] / counts[5]["vocals0"], 3) == 0.073
+    assert weights == published_fixture.pairs["genre_audio"].weights
+    assert counts == published_fixture.pairs["genre_audio"].counts
 
     def no_network(url, destination, timeout=60.0):
         raise AssertionError(f"should have used the cache, fetched {url}")

@@ -8,7 +8,8 @@ from utils import music4all
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = {".py", ".ipynb", ".md", ".txt", ".ini", ".cfg", ".toml", ".json", ".sh", ""}
-SKIPPED_DIRS = {".git", "data", "runs", "cache", "notebooks", "smoke", "__pycache__", ".ipynb_checkpoints",
+# .ci/ is the one exception: CI points MUSICLIME_PUBLISHED_DIR at the reference copy beside the checkout
+SKIPPED_DIRS = {".ci", ".git", "data", "runs", "cache", "notebooks", "smoke", "__pycache__", ".ipynb_checkpoints",
                 "venv", ".venv", "node_modules"}
 SIBLING = "sha" + "red"       # spelled in two parts so that this file does not match itself
 PATTERNS = [
