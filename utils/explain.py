@@ -1,0 +1,517 @@
+"""Explain one song from the command line: an audio file (and its lyrics) -> one HTML report.
+
+    python -m utils.explain AUDIO [--lyrics LYRICS.txt] [--model DIR] [--separator hpss|openunmix]
+                            [--samples N] [--start SECONDS] [--out DIR]
+
+writes ``DIR/report.html`` (one self-contained page, :mod:`utils.report`) and
+``DIR/explanation.json`` (:meth:`utils.explanation.Explanation.to_json` plus a ``"run"`` entry
+with the settings below; ``Explanation.from_json`` reads it back).
+
+Read top to bottom:
+
+1. :func:`find_model` reads ``model.json`` (task, kind, class names, profile) of a saved model;
+   ``runs/<profile>/<task>/<kind>`` (its ``best/``) or the checkpoint folder itself.
+2. :func:`load_song_clip` loads any wav/flac/ogg/mp3 (mono or stereo, any rate) as mono at
+   the model's rate and cuts the model's clip out of it (:func:`clip_window`); a short file
+   is padded with a warning.
+3. :func:`explain_song_file` separates the clip into stems x segments
+   (:class:`utils.factorization.SourceSeparationSegments`) and runs
+   :func:`utils.explainer.explain` with a tqdm bar.
+4. :func:`main` checks every input first, computes, renders, and only then creates the output
+   folder and moves the two files into place (each written to a temporary file first).
+
+Bad input (a missing, unreadable or silent audio file, an empty or missing lyrics file, a
+model folder that is not a saved model of the expected task/kind, ``--samples`` below 2, an
+output folder that holds other files) ends with a message naming the file or argument and exit
+status 2, and nothing is written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import MODEL_KINDS, PROFILES, PROJECT_ROOT, TASKS, Profile, get_profile
+
+DEFAULT_MODEL = Path("runs/tiny/genre/multimodal")
+"""Relative to the project root: the tiny multimodal genre model that ``python -m utils.main`` trains."""
+DEFAULT_TOKENIZER = Path("data/synthetic/tokenizer")
+"""Relative to the project root: the tiny profile's corpus-trained tokenizer (made by the main job)."""
+DEFAULT_SAMPLES = 1000
+REPORT_FILES = ("report.html", "explanation.json")
+SEPARATORS = ("hpss", "openunmix")
+MODES = {"multimodal": "both", "audio": "audio", "lyrics": "lyrical"}
+"""Explainer mode per model kind (a multimodal model without lyrics is explained in 'audio' mode)."""
+
+
+class UsageError(ValueError):
+    """Bad input; the message names the file or argument. The command line exits with status 2."""
+
+
+# ---------------------------------------------------------------- 1. the model
+@dataclass(frozen=True)
+class ModelInfo:
+    """A saved model as ``model.json`` describes it.
+
+    Attributes
+    ----------
+    directory : Path
+        The folder holding ``model.json`` and ``model.safetensors``.
+    task : str
+        ``'genre'`` or ``'emotion'``.
+    kind : str
+        ``'lyrics'``, ``'audio'`` or ``'multimodal'``.
+    class_names : list of str
+        In the model's output order.
+    profile : Profile
+        The profile it was trained with (audio rate, clip length, segments, tokenizer).
+    description : dict
+        The whole ``model.json``.
+    """
+
+    directory: Path
+    task: str
+    kind: str
+    class_names: list[str]
+    profile: Profile
+    description: dict
+
+
+def find_model(model_dir: str | os.PathLike, task: str | None = None, kind: str | None = None) -> ModelInfo:
+    """Read and check the ``model.json`` of ``model_dir`` (or of ``model_dir/best``).
+
+    ``task`` / ``kind``, when given, must match the model's. Raises :class:`UsageError`.
+    """
+    from .models import CONFIG_FILE, WEIGHTS_FILE
+
+    model_dir = Path(model_dir)
+    where = f"--model {model_dir}"
+    if not model_dir.is_dir():
+        raise UsageError(f"{where}: no such folder; `python -m utils.main` trains the tiny models into "
+                         "runs/tiny/<task>/<kind>/ (run it from the project root first)")
+    directory = next((d for d in (model_dir, model_dir / "best") if (d / CONFIG_FILE).is_file()), None)
+    if directory is None:
+        raise UsageError(f"{where}: no {CONFIG_FILE} in it (nor in best/), so it is not a saved model; "
+                         "`python -m utils.main` makes runs/tiny/<task>/<kind>/")
+    try:
+        description = json.loads((directory / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"{where}: cannot read {directory / CONFIG_FILE}: {error}") from error
+    found_kind, found_task = description.get("kind"), description.get("task")
+    if found_kind not in MODEL_KINDS:
+        raise UsageError(f"{where}: {CONFIG_FILE} names model kind {found_kind!r}, not one of {MODEL_KINDS}")
+    if found_task not in TASKS:
+        raise UsageError(f"{where}: {CONFIG_FILE} names task {found_task!r}, not one of {sorted(TASKS)}")
+    if kind is not None and found_kind != kind:
+        raise UsageError(f"{where}: a {found_kind} model, but --kind {kind} was asked for")
+    if task is not None and found_task != task:
+        raise UsageError(f"{where}: a {found_task} model, but --task {task} was asked for")
+    class_names = [str(c) for c in description.get("class_names") or TASKS[found_task]]
+    if len(class_names) != description.get("num_labels", len(class_names)):
+        raise UsageError(f"{where}: {len(class_names)} class names for {description['num_labels']} outputs")
+    profile_name = description.get("profile", "tiny")
+    if profile_name not in PROFILES:
+        raise UsageError(f"{where}: {CONFIG_FILE} names profile {profile_name!r}, not one of {sorted(PROFILES)}")
+    profile = get_profile(profile_name)
+    audio_config = description.get("audio_config") or (description.get("config") if found_kind == "audio" else None)
+    if audio_config and audio_config.get("num_mel_bins") != profile.audio.num_mel_bins:
+        raise UsageError(f"{where}: the model takes {audio_config.get('num_mel_bins')} mel bins, the "
+                         f"{profile_name!r} profile makes {profile.audio.num_mel_bins}")
+    if not (directory / WEIGHTS_FILE).is_file():
+        raise UsageError(f"{where}: {WEIGHTS_FILE} is missing next to {CONFIG_FILE}")
+    return ModelInfo(directory, found_task, found_kind, class_names, profile, description)
+
+
+def load_tokens(model: ModelInfo, tokenizer: str | os.PathLike | None = None):
+    """The lyrics tokenizer of ``model`` in a :class:`utils.text.TokenCache`.
+
+    Default: ``<model folder>/tokenizer`` when present, else the profile's: the main job's
+    corpus tokenizer (``data/synthetic/tokenizer``) for a corpus-trained one, otherwise its hub
+    id (``roberta-large``). A corpus tokenizer must have exactly the model's vocabulary size.
+    """
+    from .text import TokenCache, load_tokenizer
+
+    corpus_trained = model.profile.model.tokenizer_source == "corpus"
+    if tokenizer is None:
+        own = model.directory / "tokenizer"
+        tokenizer = own if own.is_dir() else (PROJECT_ROOT / DEFAULT_TOKENIZER if corpus_trained
+                                              else model.profile.model.tokenizer_source)
+    try:
+        loaded = load_tokenizer(tokenizer)
+    except Exception as error:
+        raise UsageError(f"--tokenizer {tokenizer}: cannot load a tokenizer ({type(error).__name__}: {error}); "
+                         "`python -m utils.main` makes data/synthetic/tokenizer") from error
+    config = model.description.get("lyrics_config") or model.description.get("config") or {}
+    vocabulary = config.get("vocab_size")
+    if vocabulary is not None and (len(loaded) > vocabulary or (corpus_trained and len(loaded) != vocabulary)):
+        raise UsageError(f"--tokenizer {tokenizer}: {len(loaded)} tokens, but the model was trained with a "
+                         f"{vocabulary}-token vocabulary; give the tokenizer of the model's corpus")
+    return TokenCache(loaded, model.profile.model.max_tokens)
+
+
+# ---------------------------------------------------------------- 2. the clip
+def clip_window(num_samples: int, clip_samples: int, sample_rate: int,
+                start_seconds: float | None = None) -> tuple[int, int]:
+    """Where the model's clip is cut from a file: ``(start, end)`` in samples, end exclusive.
+
+    Parameters
+    ----------
+    num_samples : int
+        Length of the (resampled) file, samples.
+    clip_samples : int
+        The model's input length, samples.
+    sample_rate : int
+        Hz of both.
+    start_seconds : float, optional
+        Where the clip starts, seconds. Default: the clip is centred on the file's middle
+        (``start = (num_samples - clip_samples) // 2``); a file shorter than the clip starts at 0.
+
+    Returns
+    -------
+    (int, int)
+        ``end - start == clip_samples`` when the file is long enough; otherwise ``(0,
+        num_samples)`` and the caller pads ``clip_samples - num_samples`` zeros.
+
+    Raises
+    ------
+    UsageError
+        A start that is negative or leaves less than a clip before the end of the file (or, for a
+        file shorter than the clip, is not 0).
+    """
+    if start_seconds is None:
+        start = max(0, (num_samples - clip_samples) // 2)
+    else:
+        latest = max(0, num_samples - clip_samples)
+        start = int(round(float(start_seconds) * sample_rate)) if np.isfinite(start_seconds) else -1
+        if start < 0 or start > latest:
+            raise UsageError(f"--start {start_seconds}: the {clip_samples / sample_rate:g} s clip must lie inside "
+                             f"the {num_samples / sample_rate:.2f} s file; choose a start in "
+                             f"[0, {latest / sample_rate:.2f}]")
+    return start, min(num_samples, start + clip_samples)
+
+
+@dataclass(frozen=True)
+class SongClip:
+    """The clip the model sees, cut from an audio file.
+
+    Attributes
+    ----------
+    waveform : np.ndarray, shape (clip_samples,)
+        Mono float32 at ``sample_rate``, zero-padded at the end when the file is short.
+    sample_rate : int
+        The model's rate, Hz.
+    window : (int, int)
+        ``(start, end)`` of the clip in the resampled file, samples (end exclusive).
+    file_samples : int
+        Length of the resampled file, samples.
+    padded_samples : int
+        Zeros appended (0 unless the file is shorter than the clip).
+    input_sample_rate, input_channels : int or None
+        The file's own rate (Hz) and channels, when soundfile can tell.
+    """
+
+    waveform: np.ndarray
+    sample_rate: int
+    window: tuple[int, int]
+    file_samples: int
+    padded_samples: int
+    input_sample_rate: int | None
+    input_channels: int | None
+
+
+def load_song_clip(path: str | os.PathLike, sample_rate: int, clip_samples: int,
+                   start_seconds: float | None = None) -> SongClip:
+    """Load an audio file as mono at ``sample_rate`` and cut the model's clip from it.
+
+    Any format librosa reads (wav, flac, ogg, mp3), mono or stereo (channels averaged), any
+    rate (resampled); integer PCM comes out in [-1, 1]. A file shorter than ``clip_samples``
+    is zero-padded at the end with a ``UserWarning``. Raises :class:`UsageError` naming the
+    file when it is missing, unreadable or silent (whole file or the chosen window).
+    """
+    from .features import load_audio
+    from .separation import SILENCE_PEAK
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # librosa's soundfile -> audioread fallback notices
+            warnings.filterwarnings("ignore", message="PySoundFile failed")
+            warnings.simplefilter("ignore", FutureWarning)
+            waveform = load_audio(path, sample_rate, name=f"AUDIO {path}")
+    except FileNotFoundError as error:
+        raise UsageError(f"AUDIO {path}: no such file") from error
+    except ValueError as error:          # utils.features.AudioError: unreadable, empty, NaN
+        cause = error.__cause__
+        if cause is None:
+            raise UsageError(str(error)) from error
+        raise UsageError(f"AUDIO {path}: cannot decode it as audio (wav, flac, ogg or mp3): "
+                         f"{type(cause).__name__} {cause}".rstrip()) from error
+    if float(np.max(np.abs(waveform))) < SILENCE_PEAK:
+        raise UsageError(f"AUDIO {path}: decodes to silence (peak |sample| < {SILENCE_PEAK}); nothing to explain")
+    start, end = clip_window(waveform.shape[0], clip_samples, sample_rate, start_seconds)
+    clip = waveform[start:end]
+    padded = clip_samples - clip.shape[0]
+    if padded:
+        warnings.warn(f"AUDIO {path} is {waveform.shape[0] / sample_rate:.2f} s long, shorter than the model's "
+                      f"{clip_samples / sample_rate:g} s input; padded with {padded / sample_rate:.2f} s of silence",
+                      UserWarning, stacklevel=2)
+        clip = np.pad(clip, (0, padded))
+    if float(np.max(np.abs(clip))) < SILENCE_PEAK:
+        raise UsageError(f"AUDIO {path}: the clip {start / sample_rate:.2f}-{end / sample_rate:.2f} s is silent; "
+                         "choose another --start")
+    try:
+        import soundfile
+
+        info = soundfile.info(str(path))
+        rate, channels = int(info.samplerate), int(info.channels)
+    except Exception:                    # formats only audioread decodes
+        rate = channels = None
+    return SongClip(np.ascontiguousarray(clip, dtype=np.float32), int(sample_rate), (start, end),
+                    int(waveform.shape[0]), int(padded), rate, channels)
+
+
+def read_lyrics(path: str | os.PathLike) -> str:
+    """The lyrics in a UTF-8 text file; :class:`UsageError` when missing, unreadable or empty."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--lyrics {path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"--lyrics {path}: cannot read it as UTF-8 text ({error})") from error
+    if not text.strip():
+        raise UsageError(f"--lyrics {path}: the file is empty")
+    return text.replace("\r\n", "\n").strip("\n")
+
+
+def make_separator(name: str):
+    """``hpss`` (weight-free, offline) or ``openunmix`` (the paper's; needs the package and its weights)."""
+    from .separation import HPSSSeparator, OpenUnmixSeparator
+
+    if name == "hpss":
+        return HPSSSeparator()
+    try:
+        return OpenUnmixSeparator()
+    except Exception as error:           # ImportError, or a failed weight download
+        raise UsageError(f"--separator openunmix is not available here ({type(error).__name__}: "
+                         f"{str(error)[:300]}); use --separator hpss (weight-free)") from error
+
+
+# ---------------------------------------------------------------- 3. explain
+def explain_song_file(predictor: Any, model: ModelInfo, clip: SongClip | None, lyrics: str | None, separator: Any, *,
+                      num_samples: int = DEFAULT_SAMPLES, seed: int = 0, batch_size: int = 100,
+                      label: int | None = None, progress: bool = True):
+    """MusicLIME explanation of one clip and/or lyrics with ``model``'s predictor.
+
+    The mode follows the model (:data:`MODES`); a multimodal model without lyrics gets empty
+    lyrics and is explained in ``'audio'`` mode. Returns the
+    :class:`utils.explanation.Explanation` with its factorization attached.
+    """
+    from .explainer import explain
+    from .factorization import SourceSeparationSegments
+
+    modality = MODES[model.kind] if lyrics is not None or model.kind != "multimodal" else "audio"
+    factorization = None
+    if model.kind != "lyrics":
+        if progress:
+            print(f"separating the clip into stems ({getattr(separator, 'name', separator)}) ...", file=sys.stderr)
+        factorization = SourceSeparationSegments(clip.waveform, clip.sample_rate, separator,
+                                                 num_segments=model.profile.num_segments)
+    text = None if model.kind == "audio" else ("" if lyrics is None else lyrics)
+    return explain(predictor, factorization, text, sample_rate=clip.sample_rate if clip else None,
+                   modality=modality, labels=None if label is None else [label], num_samples=num_samples,
+                   batch_size=batch_size, seed=seed, class_names=model.class_names, progress=progress)
+
+
+# ---------------------------------------------------------------- 4. output
+def check_out_dir(out_dir: Path, inputs: list[Path]) -> None:
+    """Refuse an output folder that is a file, an input's folder, or holds files other than a previous report."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir}: exists and is not a folder")
+    resolved = out_dir.resolve()
+    for path in inputs:
+        if resolved == path.resolve().parent or any(resolved / name == path.resolve() for name in REPORT_FILES):
+            raise UsageError(f"--out {out_dir}: would write next to (or over) the input {path}; "
+                             "choose a folder of its own")
+    if out_dir.is_dir():
+        others = sorted(p.name for p in out_dir.iterdir() if p.name not in REPORT_FILES)
+        if others:
+            raise UsageError(f"--out {out_dir}: already holds other files ({', '.join(others[:5])}"
+                             f"{', ...' if len(others) > 5 else ''}); give a new or empty folder (only a previous "
+                             f"{' / '.join(REPORT_FILES)} is replaced)")
+
+
+def write_files(out_dir: Path, files: dict[str, bytes]) -> None:
+    """Create ``out_dir`` and move each file into place atomically (temporary file, then ``os.replace``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        handle, temporary = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".part")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, out_dir / name)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+
+
+# ---------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.explain",
+        description="Explain one song with MusicLIME: writes OUT/report.html (one self-contained page: "
+                    "probabilities, top features, stems x segments heatmap, lyrics shaded by weight, audio of the "
+                    "top components and of the rest) and OUT/explanation.json (Explanation.to_json plus the run "
+                    "settings under \"run\").",
+        epilog="AUDIO is required for audio and multimodal models and ignored by a lyrics model, which needs only "
+               "--lyrics. A multimodal model without --lyrics gets empty lyrics and explains the audio only. Audio: "
+               "wav, flac, ogg or mp3, mono or stereo, any rate (converted to the model's). A longer file is cut to "
+               "the model's clip length; a shorter one is padded with a warning. An existing OUT folder is accepted "
+               "only if it is empty or holds nothing but a previous report.html / explanation.json, which are "
+               "replaced. Bad input exits with status 2 and writes nothing.")
+    parser.add_argument("audio", nargs="?", metavar="AUDIO", help="the song's audio file (omit it for a lyrics model)")
+    parser.add_argument("--lyrics", metavar="LYRICS.txt", help="the song's lyrics, a UTF-8 text file")
+    parser.add_argument("--model", metavar="DIR", default=None,
+                        help=f"saved model: runs/<profile>/<task>/<kind> or its best/ folder "
+                             f"(default: {DEFAULT_MODEL} in the project root, made by `python -m utils.main`)")
+    parser.add_argument("--separator", choices=SEPARATORS, default="hpss",
+                        help="stems: hpss (default; weight-free, offline) or openunmix (the paper's; needs the "
+                             "openunmix package and its weights)")
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, metavar="N",
+                        help=f"perturbed samples, the original included (>= 2; default {DEFAULT_SAMPLES})")
+    parser.add_argument("--start", type=float, default=None, metavar="SECONDS",
+                        help="where the clip starts in the file (default: the clip is centred on the file's middle)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output folder (default: explanations/<AUDIO or LYRICS file name without suffix>)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the perturbations (default 0)")
+    parser.add_argument("--top-k", type=int, default=3, metavar="K",
+                        help="audio components to play alone, rows of the top-features table (default 3)")
+    parser.add_argument("--label", metavar="CLASS", default=None,
+                        help="class to explain, a name or an index (default: the predicted class)")
+    parser.add_argument("--task", choices=sorted(TASKS), default=None, help="refuse a model of another task")
+    parser.add_argument("--kind", choices=MODEL_KINDS, default=None, help="refuse a model of another kind")
+    parser.add_argument("--tokenizer", metavar="DIR", default=None,
+                        help=f"lyrics tokenizer (default: <model>/tokenizer, else {DEFAULT_TOKENIZER} for tiny models)")
+    parser.add_argument("--batch-size", type=int, default=100, metavar="B", help="samples per model call (default 100)")
+    parser.add_argument("--device", default=None, help="torch device (default: the profile's, cpu for tiny)")
+    return parser
+
+
+def _label_index(label: str | None, class_names: list[str]) -> int | None:
+    if label is None:
+        return None
+    if label in class_names:
+        return class_names.index(label)
+    if label.isdigit() and int(label) < len(class_names):
+        return int(label)
+    raise UsageError(f"--label {label!r}: not one of the model's classes {class_names} (or an index)")
+
+
+def explain_from_args(args: argparse.Namespace) -> Path:
+    """Everything :func:`main` does after parsing; returns the output folder. Raises :class:`UsageError`."""
+    for name, value, low in (("--samples", args.samples, 2), ("--top-k", args.top_k, 1),
+                             ("--batch-size", args.batch_size, 1)):
+        if value < low:
+            raise UsageError(f"argument {name}: must be >= {low}, got {value}")
+    model = find_model(PROJECT_ROOT / DEFAULT_MODEL if args.model is None else args.model, args.task, args.kind)
+    label = _label_index(args.label, model.class_names)
+    audio = Path(args.audio) if args.audio else None
+    lyrics_path = Path(args.lyrics) if args.lyrics else None
+    if model.kind == "lyrics":
+        if lyrics_path is None:
+            raise UsageError(f"--lyrics is required: {model.directory} is a lyrics model")
+        if audio is not None:
+            warnings.warn(f"AUDIO {audio} is ignored: {model.directory} is a lyrics model")
+            audio = None
+    elif audio is None:
+        raise UsageError(f"AUDIO is required: {model.directory} is a{'n' if model.kind == 'audio' else ''} "
+                         f"{model.kind} model")
+    if model.kind == "audio" and lyrics_path is not None:
+        warnings.warn(f"--lyrics {lyrics_path} is ignored: {model.directory} is an audio model")
+        lyrics_path = None
+    inputs = [p for p in (audio, lyrics_path) if p is not None]
+    out_dir = Path(args.out) if args.out else Path("explanations") / inputs[0].stem
+    check_out_dir(out_dir, inputs)
+    lyrics = read_lyrics(lyrics_path) if lyrics_path is not None else None
+    if lyrics is not None and model.kind != "audio":
+        from .factorization import WordFeatures
+
+        if WordFeatures(lyrics).n_features < 2:
+            raise UsageError(f"--lyrics {lyrics_path}: fewer than 2 distinct words; nothing to explain")
+    clip = None
+    if audio is not None:
+        clip = load_song_clip(audio, model.profile.audio.sample_rate, model.profile.clip_samples, args.start)
+    separator = make_separator(args.separator) if model.kind != "lyrics" else None
+
+    from .config import resolve_device
+    from .models import load_model
+    from .predict import ModelPredictor
+
+    tokens = load_tokens(model, args.tokenizer) if model.kind != "audio" else None
+    device = resolve_device(args.device or model.profile.device)
+    try:
+        network, _ = load_model(model.directory, device=device)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--model {model.directory}: cannot load the weights: {error}") from error
+    predictor = ModelPredictor(network, model.profile, tokens, device=device)
+    explanation = explain_song_file(predictor, model, clip, lyrics, separator, num_samples=args.samples,
+                                    seed=args.seed, batch_size=args.batch_size, label=label)
+
+    from .report import render_report
+
+    explained = explanation.labels[0]
+    rate = model.profile.audio.sample_rate
+    run_settings = {
+        "audio": None if audio is None else str(audio), "lyrics": None if lyrics_path is None else str(lyrics_path),
+        "model_dir": str(model.directory), "task": model.task, "kind": model.kind, "profile": model.profile.name,
+        "modality": explanation.modality, "explained_class": model.class_names[explained],
+        "separator": None if clip is None else args.separator, "samples": args.samples, "seed": args.seed,
+        "batch_size": args.batch_size, "top_k": args.top_k, "device": device,
+        "start_seconds": None if clip is None else clip.window[0] / rate,
+        "window_samples": None if clip is None else list(clip.window),
+        "window_seconds": None if clip is None else [clip.window[0] / rate, clip.window[1] / rate],
+        "file_seconds": None if clip is None else clip.file_samples / rate,
+        "padded_seconds": None if clip is None else clip.padded_samples / rate,
+        "input_sample_rate": None if clip is None else clip.input_sample_rate,
+        "input_channels": None if clip is None else clip.input_channels,
+        "sample_rate": rate, "clip_seconds": model.profile.clip_samples / rate,
+        "num_segments": None if clip is None else model.profile.num_segments,
+        "score": explanation.fit(explained).score,
+    }
+    page = render_report(explanation, run_settings, label=explained, top_k=args.top_k)
+    record = json.loads(explanation.to_json())
+    record["run"] = run_settings
+    check_out_dir(out_dir, inputs)           # again: the folder may have changed while we computed
+    write_files(out_dir, {"report.html": page.encode("utf-8"),
+                          "explanation.json": json.dumps(record, indent=1).encode("utf-8")})
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, explain, write; bad input -> message on stderr and exit status 2."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *rest, **kw: print(f"warning: {message}", file=sys.stderr)
+        try:
+            out_dir = explain_from_args(args)
+        except UsageError as error:
+            parser.error(str(error))
+    size = (out_dir / "report.html").stat().st_size
+    print(f"wrote {out_dir / 'report.html'} ({size} bytes) and {out_dir / 'explanation.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
