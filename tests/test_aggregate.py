@@ -1,4 +1,4 @@
-"""Global aggregation (utils.aggregate): W / C, the three measures, the resumable record store."""
+"""Global aggregation (utils.musiclime.aggregate): W / C, the three measures, the resumable record store."""
 from __future__ import annotations
 
 import itertools
@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from utils.aggregate import (accumulate, append_record, global_measures, load_records, measures,
+from utils.musiclime.aggregate import (accumulate, append_record, global_measures, load_records, measures,
                              merge_records, merge_word_variants, modality_shares, parse_feature,
                              parse_shard, run_global, shard_of, stem_shares)
 
@@ -202,7 +202,7 @@ def test_resume_after_kill(tmp_path):
     child = DUMMY + textwrap.dedent(f'''
         import sys
         sys.path.insert(0, {str(ROOT)!r})
-        from utils.aggregate import run_global
+        from utils.musiclime.aggregate import run_global
         items = [{{"id": "song-%d" % i, "lyrics": "la la"}} for i in range(30)]
         run_global(items, lambda item: dummy_explain(item, 0.15), {str(records_path)!r},
                    settings={{"num_samples": 10}}, progress=False)

@@ -1,4 +1,4 @@
-"""The AudioSet subset (utils.audioset): segment CSVs, ontology selection, title cleaning,
+"""The AudioSet subset (utils.dataset_related.audioset): segment CSVs, ontology selection, title cleaning,
 lyrics checks and the whole pipeline with the network replaced by the FakeClient."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from utils import audioset as aset
+from utils.dataset_related import audioset as aset
 from utils.config import AUDIOSET_GENRES, get_profile
-from utils.net import FakeClient, NetError, ProgressLog, RetryPolicy
+from utils.dataset_related.net import FakeClient, NetError, ProgressLog, RetryPolicy
 
 NO_WAIT = {"youtube": 0.0, "genius": 0.0, "download": 0.0}
 

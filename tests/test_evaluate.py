@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from utils.evaluate import classification_metrics, plot_history, results_table, write_evaluation, write_results_table
+from utils.model_related.evaluate import classification_metrics, plot_history, results_table, write_evaluation, write_results_table
 
 
 def test_metrics_by_hand(tmp_path):

@@ -1,4 +1,4 @@
-"""The one-song command line (utils.explain) and its HTML report (utils.report).
+"""The one-song command line (utils.explain) and its HTML report (utils.musiclime.report).
 
 Models are untrained tiny models saved in a fixture (what they predict does not matter: the
 tests check the plumbing -- loading, windows, resampling, the report's content against
@@ -23,9 +23,9 @@ import torch
 
 from utils.config import GENRES, get_profile
 from utils.explain import UsageError, clip_window, load_song_clip, main
-from utils.explanation import Explanation
-from utils.models import build_model, save_model
-from utils.pipeline import prepare_tokens
+from utils.musiclime.explanation import Explanation
+from utils.model_related.models import build_model, save_model
+from utils.model_related.pipeline import prepare_tokens
 
 PROFILE = get_profile("tiny")
 RATE = PROFILE.audio.sample_rate            # 16 kHz

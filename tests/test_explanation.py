@@ -12,9 +12,9 @@ import pytest  # noqa: E402
 import soundfile  # noqa: E402
 
 from utils.config import STEMS  # noqa: E402
-from utils.explainer import explain  # noqa: E402
-from utils.explanation import Explanation, Feature, SurrogateFit  # noqa: E402
-from utils.factorization import SourceSeparationSegments, TimeSegments  # noqa: E402
+from utils.musiclime.explainer import explain  # noqa: E402
+from utils.musiclime.explanation import Explanation, Feature, SurrogateFit  # noqa: E402
+from utils.musiclime.factorization import SourceSeparationSegments, TimeSegments  # noqa: E402
 
 SR = 8_000
 FREQS = {"vocals": 440.0, "drums": 1000.0, "bass": 100.0, "other": 2000.0}

@@ -1,4 +1,4 @@
-"""Precomputing AST features and lyric tokens for a split (utils.extract)."""
+"""Precomputing AST features and lyric tokens for a split (utils.dataset_related.extract)."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from utils import extract
+from utils.dataset_related import extract
 from utils.config import get_profile
-from utils.features import reference_features
-from utils.text import TokenCache
+from utils.dataset_related.features import reference_features
+from utils.dataset_related.text import TokenCache
 
 PROFILE = get_profile("tiny")
 LINES = ("the river runs under the mountain", "we dance all night in the city light",

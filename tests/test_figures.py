@@ -1,4 +1,4 @@
-"""The paper's figures (utils.figures).
+"""The paper's figures (utils.results.figures).
 
 The figure tests draw from small pickles in the authors' published format written by
 tests/published_fixtures.py (fixture ``published_fixture``) and compare every drawn value with
@@ -16,13 +16,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from published_fixtures import class_index  # noqa: E402
-from utils.aggregate import AUDIO_FEATURE, measures, merge_word_variants  # noqa: E402
+from utils.musiclime.aggregate import AUDIO_FEATURE, measures, merge_word_variants  # noqa: E402
 from utils.config import STEMS  # noqa: E402
-from utils.figures import (PAPER_HEATMAP_STEMS, audio_matrix, hashing_embeddings, heatmap_matrix,  # noqa: E402
+from utils.results.figures import (PAPER_HEATMAP_STEMS, audio_matrix, hashing_embeddings, heatmap_matrix,  # noqa: E402
                            plot_audio_heatmap, plot_heatmap_and_word_bars, plot_modality_shares,
                            plot_stem_shares, plot_top_features, plot_word_map, project_2d,
                            regenerate_paper_figures, resolve_class, select_class_words, top_features)
-from utils.published import load_published  # noqa: E402
+from utils.results.published import load_published  # noqa: E402
 
 POP_VOCALS = [0.073, 0.055, 0.058, 0.051, 0.064, 0.065, 0.067, 0.044, 0.056, 0.061]
 ANGRY_OTHER = [0.057, 0.037, 0.032, 0.027, 0.025, 0.018, 0.025, 0.031, 0.038, 0.054]
@@ -57,7 +57,7 @@ def _grid(averages: dict[str, float], stems=STEMS) -> np.ndarray:
 
 
 def _ranked(averages: dict[str, float], words_only: bool = False) -> list[str]:
-    """Features by value (descending), ties by name: the order of utils.figures.top_features."""
+    """Features by value (descending), ties by name: the order of utils.results.figures.top_features."""
     names = [f for f in averages if not (words_only and AUDIO_FEATURE.match(f))]
     return sorted(names, key=lambda f: (-averages[f], f))
 

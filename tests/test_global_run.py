@@ -14,16 +14,16 @@ import pandas as pd
 import pytest
 import torch
 
-from utils.aggregate import global_measures, load_records
+from utils.musiclime.aggregate import global_measures, load_records
 from utils.config import GENRES, get_profile
-from utils.data import read_split
+from utils.dataset_related.splits import read_split
 from utils.global_run import (aggregate_records, explain_song, global_explain, main, planted_cue_summary,
                               planted_cues, read_measures, select_songs, song_planted_summary, song_seed,
                               word_embeddings, write_measures)
-from utils.models import build_model, save_model
-from utils.pipeline import prepare_tokens
-from utils.predict import ModelPredictor
-from utils.synth import AUDIO_CUES, LYRIC_CUES, read_metadata
+from utils.model_related.models import build_model, save_model
+from utils.model_related.pipeline import prepare_tokens
+from utils.musiclime.predict import ModelPredictor
+from utils.dataset_related.synth import AUDIO_CUES, LYRIC_CUES, read_metadata
 
 PROFILE = get_profile("tiny")
 SETTING_KEYS = {"task", "kind", "modality", "num_samples", "seed", "separator", "split", "profile"}

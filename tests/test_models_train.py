@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from utils.config import GENRES, get_profile
-from utils.data import DataError, SongDataset, encode_labels, read_split
-from utils.models import build_model, load_model, load_weights, save_model
-from utils.pipeline import load_splits, make_datasets, prepare_tokens
-from utils.train import predict_proba, train_model
+from utils.dataset_related.splits import DataError, SongDataset, encode_labels, read_split
+from utils.model_related.models import build_model, load_model, load_weights, save_model
+from utils.model_related.pipeline import load_splits, make_datasets, prepare_tokens
+from utils.model_related.train import predict_proba, train_model
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_bad_rows_name_the_id(tmp_path):
 def test_missing_audio_names_the_id(setup, tmp_path):
     profile, corpus, frames, tokens, _ = setup
     import pandas as pd
-    from utils.data import ensure_features
+    from utils.dataset_related.splits import ensure_features
     frame = pd.DataFrame({"id": ["nosuchsong"], "lyrics": ["x"], "primary_short": ["pop"], "emotion": ["Happy"]})
     (tmp_path / "audio").mkdir()
     with pytest.raises(FileNotFoundError, match="nosuchsong"):

@@ -1,4 +1,4 @@
-"""M4A pipelines (utils.music4all): the authors' genre rules, lyrics cleaning, the raw
+"""M4A pipelines (utils.dataset_related.music4all): the authors' genre rules, lyrics cleaning, the raw
 Music4All rebuild and the published-split import, on fixtures in the real formats."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from utils import music4all as m4a
+from utils.dataset_related import music4all as m4a
 from utils.config import GENRES, emotion_from_valence_energy, get_profile
 
 RULES_PATH = m4a.DEFAULT_RULES_PATH

@@ -1,4 +1,4 @@
-"""The network interface helpers (utils.net): redaction, retries, rate limits, progress files,
+"""The network interface helpers (utils.dataset_related.net): redaction, retries, rate limits, progress files,
 atomic downloads and the fake client. No test touches the real network."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from utils import net
-from utils.net import (FakeClient, NetError, ProgressLog, RateLimiter, RetryPolicy, Skip,
+from utils.dataset_related import net
+from utils.dataset_related.net import (FakeClient, NetError, ProgressLog, RateLimiter, RetryPolicy, Skip,
                        error_for_status, finalize_part, parse_videos_response, part_path_for,
                        redact, run_resumable)
 

@@ -6,7 +6,7 @@ import pytest
 import soundfile
 
 from utils.config import STEMS
-from utils.separation import (CachedSeparator, HPSSSeparator, OpenUnmixSeparator, OracleSeparator, Separator,
+from utils.musiclime.separation import (CachedSeparator, HPSSSeparator, OpenUnmixSeparator, OracleSeparator, Separator,
                               check_waveform, import_openunmix, separation_cache_key)
 
 SR = 16_000

@@ -10,13 +10,13 @@ import torch
 
 from utils.benchmark import AuthorsLoop, _column_split
 from utils.config import get_profile
-from utils.explainer import explain, sample_crossed_neighbourhood, sample_masks
-from utils.factorization import LineFeatures, SourceSeparationSegments, TimeSegments, WordFeatures
-from utils.features import ast_features, find_audio, load_audio, reference_features
-from utils.models import build_model
-from utils.pipeline import load_splits, prepare_tokens
-from utils.predict import ModelPredictor, PieceTokenizer, SpectralComposer, compose_texts
-from utils.separation import OracleSeparator
+from utils.musiclime.explainer import explain, sample_crossed_neighbourhood, sample_masks
+from utils.musiclime.factorization import LineFeatures, SourceSeparationSegments, TimeSegments, WordFeatures
+from utils.dataset_related.features import ast_features, find_audio, load_audio, reference_features
+from utils.model_related.models import build_model
+from utils.model_related.pipeline import load_splits, prepare_tokens
+from utils.musiclime.predict import ModelPredictor, PieceTokenizer, SpectralComposer, compose_texts
+from utils.musiclime.separation import OracleSeparator
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ Figures (one song, one model; ``--profile tiny`` on CPU by default):
 * **floor** -- the model's own forward passes (``model(input_values, input_ids,
   attention_mask)``) over the same N inputs as the explanation, features and token ids
   precomputed, at the best batch size of a small sweep;
-* **fast** -- one :func:`utils.explainer.explain` call with :class:`utils.predict.ModelPredictor`
+* **fast** -- one :func:`utils.musiclime.explainer.explain` call with :class:`utils.musiclime.predict.ModelPredictor`
   (linear-domain features, distinct rows only, intact modality encoded once), per phase:
   separation, composition, features, encoders, head, surrogate; ``ratio = fast / floor``;
 * **authors' loop** -- :class:`AuthorsLoop`, a faithful re-creation of the authors'
@@ -16,8 +16,8 @@ Figures (one song, one model; ``--profile tiny`` on CPU by default):
   ``sum`` of the switched-on components, lime's ``inverse_removing``), per-sample
   ``transformers.ASTFeatureExtractor`` and per-sample tokenisation, the full model on batches
   of 10 rows, the same lime surrogate, on the same model and the same masks;
-* features alone (N = 1000): waveform-domain (compose + :func:`utils.features.ast_features`)
-  vs the linear-domain :class:`utils.predict.SpectralComposer` (``'spectra'`` and ``'gram'``);
+* features alone (N = 1000): waveform-domain (compose + :func:`utils.dataset_related.features.ast_features`)
+  vs the linear-domain :class:`utils.musiclime.predict.SpectralComposer` (``'spectra'`` and ``'gram'``);
 * crossed sampling: time and encoder passes of a crossed explanation vs i.i.d.;
 * autocast: max probability difference of bf16 (CPU) / bf16 + fp16 (CUDA) vs fp32.
 
@@ -48,10 +48,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import PROJECT_ROOT, DATA_DIR, RESULTS_DIR, RUNS_DIR, STEMS, TASKS, Profile, get_profile, resolve_device
-from .explainer import explain, fit_surrogate, sample_masks, cosine_distances
-from .factorization import SourceSeparationSegments, WordFeatures
-from .predict import PHASES as PREDICTOR_PHASES, ModelPredictor, SpectralComposer
+from utils.config import PROJECT_ROOT, DATA_DIR, RESULTS_DIR, RUNS_DIR, STEMS, TASKS, Profile, get_profile, resolve_device
+from utils.musiclime.explainer import explain, fit_surrogate, sample_masks, cosine_distances
+from utils.musiclime.factorization import SourceSeparationSegments, WordFeatures
+from utils.musiclime.predict import PHASES as PREDICTOR_PHASES, ModelPredictor, SpectralComposer
 
 PHASES = ("separation", "composition", "features", "encoders", "head", "surrogate")
 MODALITIES = ("both", "audio", "lyrical")
@@ -73,7 +73,7 @@ class AuthorsLoop:
 
     Parameters
     ----------
-    model : a model from :mod:`utils.models` (lyrics, audio or multimodal).
+    model : a model from :mod:`utils.model_related.models` (lyrics, audio or multimodal).
     profile : audio settings of the feature extractor; ``model.max_tokens`` for the tokenizer.
     tokenizer : a Hugging Face tokenizer (lyrics and fusion models).
     device : where the model runs.
@@ -169,9 +169,9 @@ class Song:
 def load_song(corpus_dir: Path, profile: Profile, index: int = 0, song_id: str | None = None) -> Song:
     """One test song: its clip at the profile's length (tiled when the corpus clips are
     shorter, e.g. 4 s synthetic clips for the paper's 10.24 s) and oracle stems x segments."""
-    from .data import read_split
-    from .features import find_audio, load_audio
-    from .separation import OracleSeparator
+    from utils.dataset_related.splits import read_split
+    from utils.dataset_related.features import find_audio, load_audio
+    from utils.musiclime.separation import OracleSeparator
 
     frame = read_split(corpus_dir, "test")
     row = frame.iloc[index] if song_id is None else frame.set_index("id").loc[song_id].rename(song_id)
@@ -203,9 +203,9 @@ def load_model_and_tokens(profile: Profile, corpus_dir: Path, run_dir: Path, tas
                           seed: int = 0):
     """The trained ``run_dir/task/kind/best`` model when it exists (tiny profile), else a randomly
     initialised one of the profile's config; tokens from the corpus tokenizer."""
-    from .models import build_model, load_model
-    from .pipeline import prepare_tokens
-    from .text import TokenCache
+    from utils.model_related.models import build_model, load_model
+    from utils.model_related.pipeline import prepare_tokens
+    from utils.dataset_related.text import TokenCache
 
     profile_for_tokens = profile if profile.name == "tiny" else get_profile("tiny")
     tokens = prepare_tokens(profile_for_tokens, corpus_dir)
@@ -260,7 +260,7 @@ class Floor:
     @torch.no_grad()
     def run(self, batch_size: int) -> float:
         """Seconds for all rows at ``batch_size``."""
-        from .predict import AUTOCAST_DTYPES
+        from utils.musiclime.predict import AUTOCAST_DTYPES
 
         device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
         _sync(self.device)
@@ -337,7 +337,7 @@ def time_authors(model, song: Song, tokens, profile: Profile, modality: str, mas
 def features_comparison(song: Song, profile: Profile, device: str, num_samples: int, repeats: int,
                         seed: int = 0) -> dict:
     """Waveform-domain vs linear-domain features for ``num_samples`` audio masks (seconds, medians)."""
-    from .features import ast_features
+    from utils.dataset_related.features import ast_features
 
     masks = sample_masks(num_samples, song.factorization.n_components, seed)
     factorization = song.factorization
@@ -553,7 +553,7 @@ def run_crossed_agreement(profile_name: str = "tiny", device: str = "cpu", songs
     ``num_samples`` rows (seed ``seed + 1``), an i.i.d. one with seed ``seed + 1`` (the
     reference's own sampling noise) and an i.i.d. one with the crossed explanation's encoder
     budget (``(K_a + K_t) / 2`` rows). Metrics: top-10 overlap (by weight and by ``|weight|``),
-    Spearman correlation of all weights, planted genre cues (``utils.synth.read_metadata``)
+    Spearman correlation of all weights, planted genre cues (``utils.dataset_related.synth.read_metadata``)
     in the top 3, encoder passes, seconds. With ``precise_samples`` > 0 every explanation,
     the reference included, is also compared with an antithetic explanation of
     ``precise_samples`` rows (seed ``seed + 2``): closer to what all of them estimate, it
@@ -561,9 +561,9 @@ def run_crossed_agreement(profile_name: str = "tiny", device: str = "cpu", songs
     """
     from scipy.stats import spearmanr
 
-    from .data import read_split
-    from .explainer import crossed_sizes
-    from .synth import read_metadata
+    from utils.dataset_related.splits import read_split
+    from utils.musiclime.explainer import crossed_sizes
+    from utils.dataset_related.synth import read_metadata
 
     device = resolve_device(device)
     profile = benchmark_profile(profile_name)

@@ -3,8 +3,8 @@
     python -m utils.explain AUDIO [--lyrics LYRICS.txt] [--model DIR] [--separator hpss|openunmix]
                             [--samples N] [--start SECONDS] [--out DIR]
 
-writes ``DIR/report.html`` (one self-contained page, :mod:`utils.report`) and
-``DIR/explanation.json`` (:meth:`utils.explanation.Explanation.to_json` plus a ``"run"`` entry
+writes ``DIR/report.html`` (one self-contained page, :mod:`utils.musiclime.report`) and
+``DIR/explanation.json`` (:meth:`utils.musiclime.explanation.Explanation.to_json` plus a ``"run"`` entry
 with the settings below; ``Explanation.from_json`` reads it back).
 
 Read top to bottom:
@@ -15,8 +15,8 @@ Read top to bottom:
    the model's rate and cuts the model's clip out of it (:func:`clip_window`); a short file
    is padded with a warning.
 3. :func:`explain_song_file` separates the clip into stems x segments
-   (:class:`utils.factorization.SourceSeparationSegments`) and runs
-   :func:`utils.explainer.explain` with a tqdm bar.
+   (:class:`utils.musiclime.factorization.SourceSeparationSegments`) and runs
+   :func:`utils.musiclime.explainer.explain` with a tqdm bar.
 4. :func:`main` checks every input first, computes, renders, and only then creates the output
    folder and moves the two files into place (each written to a temporary file first).
 
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import MODEL_KINDS, PROFILES, PROJECT_ROOT, TASKS, Profile, get_profile
+from utils.config import MODEL_KINDS, PROFILES, PROJECT_ROOT, TASKS, Profile, get_profile
 
 DEFAULT_MODEL = Path("runs/tiny/genre/multimodal")
 """Relative to the project root: the tiny multimodal genre model that ``python -m utils.main`` trains."""
@@ -90,7 +90,7 @@ def find_model(model_dir: str | os.PathLike, task: str | None = None, kind: str 
 
     ``task`` / ``kind``, when given, must match the model's. Raises :class:`UsageError`.
     """
-    from .models import CONFIG_FILE, WEIGHTS_FILE
+    from utils.model_related.models import CONFIG_FILE, WEIGHTS_FILE
 
     model_dir = Path(model_dir)
     where = f"--model {model_dir}"
@@ -131,13 +131,13 @@ def find_model(model_dir: str | os.PathLike, task: str | None = None, kind: str 
 
 
 def load_tokens(model: ModelInfo, tokenizer: str | os.PathLike | None = None):
-    """The lyrics tokenizer of ``model`` in a :class:`utils.text.TokenCache`.
+    """The lyrics tokenizer of ``model`` in a :class:`utils.dataset_related.text.TokenCache`.
 
     Default: ``<model folder>/tokenizer`` when present, else the profile's: the main job's
     corpus tokenizer (``data/synthetic/tokenizer``) for a corpus-trained one, otherwise its hub
     id (``roberta-large``). A corpus tokenizer must have exactly the model's vocabulary size.
     """
-    from .text import TokenCache, load_tokenizer
+    from utils.dataset_related.text import TokenCache, load_tokenizer
 
     corpus_trained = model.profile.model.tokenizer_source == "corpus"
     if tokenizer is None:
@@ -236,8 +236,8 @@ def load_song_clip(path: str | os.PathLike, sample_rate: int, clip_samples: int,
     is zero-padded at the end with a ``UserWarning``. Raises :class:`UsageError` naming the
     file when it is missing, unreadable or silent (whole file or the chosen window).
     """
-    from .features import load_audio
-    from .separation import SILENCE_PEAK
+    from utils.dataset_related.features import load_audio
+    from utils.musiclime.separation import SILENCE_PEAK
 
     path = Path(path)
     try:
@@ -247,7 +247,7 @@ def load_song_clip(path: str | os.PathLike, sample_rate: int, clip_samples: int,
             waveform = load_audio(path, sample_rate, name=f"AUDIO {path}")
     except FileNotFoundError as error:
         raise UsageError(f"AUDIO {path}: no such file") from error
-    except ValueError as error:          # utils.features.AudioError: unreadable, empty, NaN
+    except ValueError as error:          # utils.dataset_related.features.AudioError: unreadable, empty, NaN
         cause = error.__cause__
         if cause is None:
             raise UsageError(str(error)) from error
@@ -293,7 +293,7 @@ def read_lyrics(path: str | os.PathLike) -> str:
 
 def make_separator(name: str):
     """``hpss`` (weight-free, offline) or ``openunmix`` (the paper's; needs the package and its weights)."""
-    from .separation import HPSSSeparator, OpenUnmixSeparator
+    from utils.musiclime.separation import HPSSSeparator, OpenUnmixSeparator
 
     if name == "hpss":
         return HPSSSeparator()
@@ -312,10 +312,10 @@ def explain_song_file(predictor: Any, model: ModelInfo, clip: SongClip | None, l
 
     The mode follows the model (:data:`MODES`); a multimodal model without lyrics gets empty
     lyrics and is explained in ``'audio'`` mode. Returns the
-    :class:`utils.explanation.Explanation` with its factorization attached.
+    :class:`utils.musiclime.explanation.Explanation` with its factorization attached.
     """
-    from .explainer import explain
-    from .factorization import SourceSeparationSegments
+    from utils.musiclime.explainer import explain
+    from utils.musiclime.factorization import SourceSeparationSegments
 
     modality = MODES[model.kind] if lyrics is not None or model.kind != "multimodal" else "audio"
     factorization = None
@@ -442,7 +442,7 @@ def explain_from_args(args: argparse.Namespace) -> Path:
     check_out_dir(out_dir, inputs)
     lyrics = read_lyrics(lyrics_path) if lyrics_path is not None else None
     if lyrics is not None and model.kind != "audio":
-        from .factorization import WordFeatures
+        from utils.musiclime.factorization import WordFeatures
 
         if WordFeatures(lyrics).n_features < 2:
             raise UsageError(f"--lyrics {lyrics_path}: fewer than 2 distinct words; nothing to explain")
@@ -451,9 +451,9 @@ def explain_from_args(args: argparse.Namespace) -> Path:
         clip = load_song_clip(audio, model.profile.audio.sample_rate, model.profile.clip_samples, args.start)
     separator = make_separator(args.separator) if model.kind != "lyrics" else None
 
-    from .config import resolve_device
-    from .models import load_model
-    from .predict import ModelPredictor
+    from utils.config import resolve_device
+    from utils.model_related.models import load_model
+    from utils.musiclime.predict import ModelPredictor
 
     tokens = load_tokens(model, args.tokenizer) if model.kind != "audio" else None
     device = resolve_device(args.device or model.profile.device)
@@ -465,7 +465,7 @@ def explain_from_args(args: argparse.Namespace) -> Path:
     explanation = explain_song_file(predictor, model, clip, lyrics, separator, num_samples=args.samples,
                                     seed=args.seed, batch_size=args.batch_size, label=label)
 
-    from .report import render_report
+    from utils.musiclime.report import render_report
 
     explained = explanation.labels[0]
     rate = model.profile.audio.sample_rate

@@ -4,7 +4,7 @@ Read top to bottom:
 
 1. :func:`select_songs` picks the songs of a split (all, or the first ``k`` per class).
 2. :func:`global_explain` explains each song's *predicted* class with MusicLIME (as the authors'
-   global runs did) and appends one record per song through :func:`utils.aggregate.run_global`:
+   global runs did) and appends one record per song through :func:`utils.musiclime.aggregate.run_global`:
    append-only, resumable after a kill, shardable (``shard='2/8'``), with a tqdm bar and ETA.
    Every record carries the run settings (task, model kind, modality, num_samples, seed,
    separator, ...), so resuming a file with other settings is refused.
@@ -14,7 +14,7 @@ Read top to bottom:
 4. :func:`planted_cues` / :func:`planted_cue_summary` / :func:`song_planted_summary` say how often
    the top features of each class are the cues the synthetic corpus planted there.
 5. :func:`word_embeddings` reads word vectors off the lyrics model's input embedding matrix
-   (for the class-vs-class word maps of :func:`utils.figures.plot_word_map`).
+   (for the class-vs-class word maps of :func:`utils.results.figures.plot_word_map`).
 
 Command line (run from the project root)::
 
@@ -43,10 +43,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .aggregate import (AUDIO_FEATURE, accumulate, append_record, load_records, measures, merge_records,
+from utils.musiclime.aggregate import (AUDIO_FEATURE, accumulate, append_record, load_records, measures, merge_records,
                         merge_word_variants, parse_feature, run_global, settings_conflict)
-from .config import LABEL_COLUMNS, MODEL_KINDS, TASKS, Profile
-from .explainer import SAMPLING
+from utils.config import LABEL_COLUMNS, MODEL_KINDS, TASKS, Profile
+from utils.musiclime.explainer import SAMPLING
 
 SEPARATORS = ("oracle", "hpss", "openunmix")
 MODALITIES = ("both", "audio", "lyrical")
@@ -67,7 +67,7 @@ def select_songs(frame: pd.DataFrame, task: str, songs_per_class: int | None = N
     Parameters
     ----------
     frame : DataFrame
-        A split (:func:`utils.data.read_split`), with ``id`` and the task's label column.
+        A split (:func:`utils.dataset_related.splits.read_split`), with ``id`` and the task's label column.
     task : {'genre', 'emotion'}
     songs_per_class, limit : int, optional
         Must be >= 1 when given.
@@ -94,12 +94,12 @@ def song_seed(seed: int, song_id: str) -> int:
 
 
 def make_separator(name: str, corpus_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None):
-    """A :mod:`utils.separation` separator by name; ``hpss`` / ``openunmix`` are cached on disk.
+    """A :mod:`utils.musiclime.separation` separator by name; ``hpss`` / ``openunmix`` are cached on disk.
 
     ``oracle`` reads the synthetic corpus's saved stems (nothing to cache). ``cache_dir``
     defaults to ``<corpus_dir>/separations/<name>``.
     """
-    from .separation import CachedSeparator, HPSSSeparator, OpenUnmixSeparator, OracleSeparator
+    from utils.musiclime.separation import CachedSeparator, HPSSSeparator, OpenUnmixSeparator, OracleSeparator
 
     if name == "oracle":
         return OracleSeparator(corpus_dir)
@@ -112,8 +112,8 @@ def make_separator(name: str, corpus_dir: str | os.PathLike, cache_dir: str | os
 def song_factorization(song_id: str, corpus_dir: str | os.PathLike, profile: Profile, separator):
     """The paper's audio components of one song: its clip (the profile's length, samples at the
     profile's rate) separated into stems x ``profile.num_segments`` segments."""
-    from .factorization import SourceSeparationSegments
-    from .features import find_audio, fit_clip, load_audio
+    from utils.musiclime.factorization import SourceSeparationSegments
+    from utils.dataset_related.features import find_audio, fit_clip, load_audio
 
     name = f"id {song_id!r}"
     waveform = load_audio(find_audio(Path(corpus_dir) / "audio", song_id), profile.audio.sample_rate, name=name)
@@ -126,12 +126,12 @@ def song_factorization(song_id: str, corpus_dir: str | os.PathLike, profile: Pro
 def explain_song(item: Mapping, predictor, profile: Profile, corpus_dir: str | os.PathLike, separator, *,
                  task: str, modality: str, num_samples: int, seed: int, batch_size: int = 250,
                  sampling: str = "iid") -> dict:
-    """Explain one song's predicted class; returns its record (see :mod:`utils.aggregate`).
+    """Explain one song's predicted class; returns its record (see :mod:`utils.musiclime.aggregate`).
 
     The record adds ``song_seed`` (the explainer seed used) and, when the item carries a valid
-    label, ``true_label`` (class index) to :meth:`utils.explanation.Explanation.to_record`.
+    label, ``true_label`` (class index) to :meth:`utils.musiclime.explanation.Explanation.to_record`.
     """
-    from .explainer import explain
+    from utils.musiclime.explainer import explain
 
     song_id = str(item["id"])
     class_names = list(TASKS[task])
@@ -205,13 +205,13 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
     separator : {'oracle', 'hpss', 'openunmix'}, optional
         Default ``profile.separator``. Ignored for the lyrics model (no audio components).
     shard : ``'k/n'``, optional
-        Only this shard's songs (see :func:`utils.aggregate.shard_of`); merge shard files with
+        Only this shard's songs (see :func:`utils.musiclime.aggregate.shard_of`); merge shard files with
         :func:`aggregate_records`.
     songs_per_class, limit : int, optional
         Explain a subset (:func:`select_songs`).
     predictor : optional
-        A ready :class:`utils.predict.ModelPredictor` (its ``kind`` must equal ``kind``); default
-        :func:`utils.predict.load_predictor` from ``run_dir``. Its weights' sha256 is stored in
+        A ready :class:`utils.musiclime.predict.ModelPredictor` (its ``kind`` must equal ``kind``); default
+        :func:`utils.musiclime.predict.load_predictor` from ``run_dir``. Its weights' sha256 is stored in
         the settings only when it is loaded here.
     on_mismatch : {'raise', 'replace'}
         What to do when ``records_path`` holds records made with other settings: raise
@@ -224,7 +224,7 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
     progress : bool
         tqdm bar with ETA over the songs.
     sampling : {'iid', 'antithetic', 'crossed'}
-        Neighbourhood design (:func:`utils.explainer.explain`): ``'iid'`` the paper's;
+        Neighbourhood design (:func:`utils.musiclime.explainer.explain`): ``'iid'`` the paper's;
         ``'antithetic'`` any model, same cost, less noise; ``'crossed'`` the multimodal model in
         ``'both'`` mode only, a tenth of the encoder passes. Stored in the settings.
 
@@ -233,7 +233,7 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
     Path
         ``records_path``.
     """
-    from .data import read_split
+    from utils.dataset_related.splits import read_split
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
@@ -257,7 +257,7 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
 
     model_sha256 = None
     if predictor is None:
-        from .predict import load_predictor
+        from utils.musiclime.predict import load_predictor
 
         if run_dir is None:
             raise ValueError("give run_dir= (e.g. runs/tiny) or predictor=")
@@ -309,7 +309,7 @@ def aggregate_records(paths: str | os.PathLike | Iterable[str | os.PathLike], cl
     Parameters
     ----------
     paths : path or iterable of paths
-        Record files of one run (:func:`utils.aggregate.merge_records`: a song in several files
+        Record files of one run (:func:`utils.musiclime.aggregate.merge_records`: a song in several files
         must agree).
     class_names : sequence of str
         ``class_names[i]`` names class index ``i``; must equal the ``class_names`` stored in the
@@ -323,7 +323,7 @@ def aggregate_records(paths: str | os.PathLike | Iterable[str | os.PathLike], cl
     Returns
     -------
     DataFrame
-        :func:`utils.aggregate.measures`: ``class, feature, modality, stem, segment, W, C, I_LIME,
+        :func:`utils.musiclime.aggregate.measures`: ``class, feature, modality, stem, segment, W, C, I_LIME,
         I_AVG, I_H``.
     """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
@@ -397,7 +397,7 @@ def planted_cues(metadata: Mapping[str, Mapping], task: str = "genre") -> dict[s
     Parameters
     ----------
     metadata : dict
-        :func:`utils.synth.read_metadata` (id -> planted cues).
+        :func:`utils.dataset_related.synth.read_metadata` (id -> planted cues).
     task : {'genre', 'emotion'}
         Genre: the audio cue component (``'bass1'`` for hip hop) and the cue words of each
         genre. Emotion: the valence words (the energy cue is the whole drum stem's tempo and
@@ -437,7 +437,7 @@ def planted_cue_summary(table: pd.DataFrame, planted: Mapping[str, Iterable[str]
     """Per class: is a planted cue among the class's top-k features of the global ranking?
 
     Each class's features are ranked by ``value`` (descending, ties by name, as
-    :func:`utils.figures.top_features`). A class counts as a hit at ``k`` when any of its
+    :func:`utils.results.figures.top_features`). A class counts as a hit at ``k`` when any of its
     planted features (restricted to the run's ``modality``) is in its top ``k``.
 
     Parameters
@@ -600,8 +600,8 @@ def describe_planted(summary: pd.DataFrame) -> str:
 def input_embedding_matrix(model) -> np.ndarray:
     """The (vocabulary, hidden) token embedding matrix of a lyrics or fusion model's RoBERTa.
 
-    Accepts :class:`utils.models.LyricsClassifier`, :class:`utils.models.FusionClassifier`, a
-    :class:`utils.predict.ModelPredictor` around either, or any Hugging Face model.
+    Accepts :class:`utils.model_related.models.LyricsClassifier`, :class:`utils.model_related.models.FusionClassifier`, a
+    :class:`utils.musiclime.predict.ModelPredictor` around either, or any Hugging Face model.
     """
     candidates = [model, getattr(model, "model", None), getattr(model, "lyrics_encoder", None)]
     inner = getattr(model, "model", None)
@@ -654,7 +654,7 @@ def word_embeddings(model, tokenizer, words: Iterable[str], leading_space: bool 
 
 # ---------------------------------------------------------------- command line
 def _explain_main(argv: list[str]) -> int:
-    from .config import get_profile
+    from utils.config import get_profile
 
     parser = argparse.ArgumentParser(prog="python -m utils.global_run",
                                      description="Explain every song of a split with MusicLIME (global run).",

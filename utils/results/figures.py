@@ -1,4 +1,4 @@
-"""The paper's global-explanation figures, drawn from a :func:`utils.aggregate.measures` table.
+"""The paper's global-explanation figures, drawn from a :func:`utils.musiclime.aggregate.measures` table.
 
 Every ``plot_*`` function returns the matplotlib ``Figure`` and, given ``path``, also saves it
 (PNG, 100 dpi, tight bounding box). Bad requests raise ``ValueError`` instead of drawing an
@@ -27,7 +27,7 @@ import pandas as pd
 from matplotlib.colors import LinearSegmentedColormap, to_rgb
 from matplotlib.figure import Figure
 
-from utils.aggregate import AUDIO_FEATURE, modality_shares, stem_shares
+from utils.musiclime.aggregate import AUDIO_FEATURE, modality_shares, stem_shares
 from utils.config import STEMS
 
 HEATMAP_CMAP = LinearSegmentedColormap.from_list("musiclime", ["#373e40", "#b7d5d4"])
@@ -240,7 +240,7 @@ def plot_top_features(table: pd.DataFrame, cls: str | int, top_k: int = 30, valu
 def plot_modality_shares(table: pd.DataFrame, value: str = "W", title: str | None = None,
                          path: str | os.PathLike | None = None) -> Figure:
     """Stacked bars: per class, the share of total ``value`` carried by audio vs lyric features
-    (:func:`utils.aggregate.modality_shares`)."""
+    (:func:`utils.musiclime.aggregate.modality_shares`)."""
     shares = modality_shares(table, value)
     return _stacked_shares(shares, MODALITY_COLORS, title or f"Share of importance ({value}) per modality", path)
 
@@ -248,7 +248,7 @@ def plot_modality_shares(table: pd.DataFrame, value: str = "W", title: str | Non
 def plot_stem_shares(table: pd.DataFrame, value: str = "W", title: str | None = None,
                      path: str | os.PathLike | None = None) -> Figure:
     """Stacked bars: per class, each stem's share of the audio ``value``
-    (:func:`utils.aggregate.stem_shares`)."""
+    (:func:`utils.musiclime.aggregate.stem_shares`)."""
     shares = stem_shares(table, value)
     return _stacked_shares(shares, STEM_COLORS, title or f"Share of audio importance ({value}) per stem", path)
 
@@ -401,7 +401,7 @@ def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os
     ----------
     source : str or path or None
         Local folder holding the published pickles, or their URL (None: the authors' repository;
-        see :func:`utils.published.resolve_published_file`).
+        see :func:`utils.results.published.resolve_published_file`).
     out_dir : path
         Where the PNGs go (created).
     genre_classes, emotion_classes : sequence of str, optional
@@ -423,7 +423,7 @@ def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os
     """
     from tqdm.auto import tqdm
 
-    from utils.published import load_published_table
+    from utils.results.published import load_published_table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import TASKS, Profile, resolve_device
-from .data import SPLITS, SongDataset, ensure_features, read_split
-from .evaluate import classification_metrics, write_evaluation
-from .models import build_model, load_model
-from .synth import CorpusSettings, generate_corpus
-from .text import TokenCache
-from .train import predict_proba, train_model
+from utils.config import TASKS, Profile, resolve_device
+from utils.dataset_related.splits import SPLITS, SongDataset, ensure_features, read_split
+from utils.model_related.evaluate import classification_metrics, write_evaluation
+from utils.model_related.models import build_model, load_model
+from utils.dataset_related.synth import CorpusSettings, generate_corpus
+from utils.dataset_related.text import TokenCache
+from utils.model_related.train import predict_proba, train_model
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,12 @@ def load_splits(corpus_dir: str | Path, *, skip_bad: bool = False) -> dict[str, 
 
 
 def prepare_tokens(profile: Profile, corpus_dir: str | Path, *, seed: int = 0) -> TokenCache:
-    """The profile's tokenizer (see :func:`utils.extract.resolve_tokenizer`) in a :class:`TokenCache`.
+    """The profile's tokenizer (see :func:`utils.dataset_related.extract.resolve_tokenizer`) in a :class:`TokenCache`.
 
     ``tokenizer_source == 'corpus'`` trains one on the training lyrics once and keeps it in
     ``<corpus_dir>/tokenizer``; anything else is a hub id or a local directory.
     """
-    from .extract import resolve_tokenizer
+    from utils.dataset_related.extract import resolve_tokenizer
 
     return TokenCache(resolve_tokenizer(profile, corpus_dir, seed=seed), profile.model.max_tokens)
 

@@ -2,7 +2,7 @@
 
 audioLIME's sanity check (Haunschmid et al. 2020) trains a classifier on a planted spurious
 signal and asks whether the explanation points at it. Our synthetic corpus
-(:mod:`utils.synth`) plants one audio cue (a stem inside one segment, e.g. ``bass1``) and/or
+(:mod:`utils.dataset_related.synth`) plants one audio cue (a stem inside one segment, e.g. ``bass1``) and/or
 one lyric cue word per genre and records them in ``metadata.jsonl``; the trained models can
 only tell the genres apart through those cues. For each test song whose genre has a cue we
 explain the model and ask whether the cue's feature is among the ``k`` (default 3) features
@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import GENRES, Profile
-from .explanation import Explanation
+from utils.config import GENRES, Profile
+from utils.musiclime.explanation import Explanation
 
 TOP_K = 3
 TARGET_HIT_RATE = 0.8
@@ -109,7 +109,7 @@ def cue_songs(frame: pd.DataFrame, metadata: Mapping[str, dict], modalities: Seq
     Parameters
     ----------
     frame : a split DataFrame (``id``, ``primary_short``, ``lyrics``).
-    metadata : :func:`utils.synth.read_metadata` of the same corpus.
+    metadata : :func:`utils.dataset_related.synth.read_metadata` of the same corpus.
     modalities : cue modalities that qualify a song.
     songs_per_class : keep the first ``n`` qualifying songs of each genre (all when None).
         The choice depends only on the file order, never on the model or its explanation.
@@ -144,11 +144,11 @@ def song_factorization(corpus_dir: str | Path, song_id: str, profile: Profile, s
     """The paper's audio components of one corpus song: ``SourceSeparationSegments``.
 
     The clip is ``<corpus_dir>/audio/<id>.*`` at the profile's rate, cut to its clip length
-    (``profile.audio.clip_seconds``); ``separator`` is any :mod:`utils.separation`
+    (``profile.audio.clip_seconds``); ``separator`` is any :mod:`utils.musiclime.separation`
     separator (the oracle needs the id, which is passed along).
     """
-    from .factorization import SourceSeparationSegments
-    from .features import find_audio, load_clip
+    from utils.musiclime.factorization import SourceSeparationSegments
+    from utils.dataset_related.features import find_audio, load_clip
 
     waveform = load_clip(find_audio(Path(corpus_dir) / "audio", song_id), profile.audio, name=f"song {song_id!r}",
                          pad=True)
@@ -164,8 +164,8 @@ def explain_song(predictor: Any, corpus_dir: str | Path, song: Any, profile: Pro
 
     Parameters
     ----------
-    predictor : the black box (e.g. :func:`utils.predict.load_predictor`; its fast path is used).
-    separator : any :mod:`utils.separation` separator; needed unless ``factorization`` is
+    predictor : the black box (e.g. :func:`utils.musiclime.predict.load_predictor`; its fast path is used).
+    separator : any :mod:`utils.musiclime.separation` separator; needed unless ``factorization`` is
         given or the predictor is a lyrics model (``predictor.kind == 'lyrics'``), which is
         explained without audio.
     modality : ``'both'``, ``'audio'`` or ``'lyrical'``.
@@ -177,7 +177,7 @@ def explain_song(predictor: Any, corpus_dir: str | Path, song: Any, profile: Pro
     -------
     Explanation (with the factorization attached when audio was perturbed, for listening).
     """
-    from .explainer import explain
+    from utils.musiclime.explainer import explain
 
     needs_audio = getattr(predictor, "kind", None) != "lyrics"
     if needs_audio and factorization is None:
@@ -192,7 +192,7 @@ def explain_song(predictor: Any, corpus_dir: str | Path, song: Any, profile: Pro
 def compare_sampling(predictor: Any, factorization: Any, lyrics: str, profile: Profile, *,
                      designs: Sequence[str] = ("iid", "antithetic", "crossed"), num_samples: int = 1000,
                      seed: int = 0, k: int = 10, class_names: Sequence[str] = GENRES) -> pd.DataFrame:
-    """One song explained with each neighbourhood design (:func:`utils.explainer.explain`'s ``sampling``).
+    """One song explained with each neighbourhood design (:func:`utils.musiclime.explainer.explain`'s ``sampling``).
 
     All designs explain the class the model predicts for the intact song, in ``'both'``
     mode. ``'crossed'`` needs a late-fusion predictor (``predict_crossed``).
@@ -203,7 +203,7 @@ def compare_sampling(predictor: Any, factorization: Any, lyrics: str, profile: P
     (encoder rows actually run, audio + text), ``seconds``, ``top`` (the ``k`` best features by
     weight), ``overlap_with_first`` (share of the first design's top ``k``).
     """
-    from .explainer import explain
+    from utils.musiclime.explainer import explain
 
     rows, first_top, label = [], None, None
     for design in designs:
@@ -353,13 +353,13 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
     ----------
     predictors : mapping
         Model kind (``'multimodal'``, ``'audio'``, ``'lyrics'``) -> black box, e.g.
-        :func:`utils.predict.load_predictor` (its fast path is used); checks whose model is
+        :func:`utils.musiclime.predict.load_predictor` (its fast path is used); checks whose model is
         missing are skipped.
     corpus_dir : the synthetic corpus (audio, stems, metadata).
     frame : the split explained (usually the test split), ``id``, ``lyrics``, ``primary_short``.
-    metadata : :func:`utils.synth.read_metadata` of the corpus.
+    metadata : :func:`utils.dataset_related.synth.read_metadata` of the corpus.
     profile : audio settings (rate, clip length) and the default number of segments.
-    separator : a :mod:`utils.separation` separator (``OracleSeparator(corpus_dir)`` for the
+    separator : a :mod:`utils.musiclime.separation` separator (``OracleSeparator(corpus_dir)`` for the
         exact stems).
     checks : which :class:`CueCheck` to run.
     songs_per_class : the first ``n`` qualifying songs of each genre per check (all when None).
@@ -383,8 +383,8 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
     """
     from tqdm.auto import tqdm
 
-    from .explainer import explain
-    from .factorization import WordFeatures
+    from utils.musiclime.explainer import explain
+    from utils.musiclime.factorization import WordFeatures
 
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")

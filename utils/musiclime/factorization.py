@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import STEMS, component_name
-from .separation import Separator, check_sample_rate, check_stems, check_waveform
+from utils.config import STEMS, component_name
+from utils.musiclime.separation import Separator, check_sample_rate, check_stems, check_waveform
 
 
 # ---------------------------------------------------------------- helpers
@@ -209,7 +209,7 @@ class SourceSeparationSegments(Factorization):
     sample_rate : int
         Hz.
     separator : Separator, optional
-        Any :mod:`utils.separation` separator (wrap it in ``CachedSeparator`` to separate
+        Any :mod:`utils.musiclime.separation` separator (wrap it in ``CachedSeparator`` to separate
         each track once). Give either ``separator`` or ``stems``.
     stems : mapping, optional
         Precomputed ``{stem: (samples,)}`` for all four :data:`STEMS`.

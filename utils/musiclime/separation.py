@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import STEMS
+from utils.config import STEMS
 
 SILENCE_PEAK = 1e-6
 """A waveform whose largest absolute sample is below this is treated as silent."""
@@ -62,7 +62,7 @@ def check_waveform(waveform: Any, name: str = "waveform", allow_silent: bool = F
     """
     if isinstance(waveform, (str, bytes, Path)):
         raise TypeError(f"{name} must be an array of samples, got {type(waveform).__name__}; "
-                        "load the file first (utils.features.load_audio)")
+                        "load the file first (utils.dataset_related.features.load_audio)")
     try:
         array = np.asarray(waveform)
     except Exception as error:  # e.g. ragged lists
@@ -356,7 +356,7 @@ class OpenUnmixSeparator(Separator):
     Notes
     -----
     Open-Unmix's stems (after Wiener filtering and two resamplings) do not sum exactly to
-    the mixture; :class:`utils.factorization.SourceSeparationSegments` reports the gap as
+    the mixture; :class:`utils.musiclime.factorization.SourceSeparationSegments` reports the gap as
     ``reconstruction_error`` and can give it to ``other`` (``residual_to_other=True``).
     """
 
@@ -442,7 +442,7 @@ class CachedSeparator(Separator):
 
     def __init__(self, separator: Separator, cache_dir: str | Path):
         if not isinstance(separator, Separator):
-            raise TypeError(f"separator must be a utils.separation.Separator, got {type(separator).__name__}")
+            raise TypeError(f"separator must be a utils.musiclime.separation.Separator, got {type(separator).__name__}")
         self.inner = separator
         self.name = separator.name
         self.cache_dir = Path(cache_dir)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Profile, resolve_device
-from .models import load_weights, model_inputs, save_model
+from utils.config import Profile, resolve_device
+from utils.model_related.models import load_weights, model_inputs, save_model
 
 
 def _loader(dataset, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0):
@@ -57,7 +57,7 @@ def train_model(model: nn.Module, train_set, val_set, profile: Profile, out_dir:
 
     Parameters
     ----------
-    model : a :mod:`utils.models` classifier.
+    model : a :mod:`utils.model_related.models` classifier.
     train_set, val_set : datasets yielding dicts with the model's inputs and ``labels``.
     profile : batch size, learning rate, epochs, warm-up, patience, accumulation.
     out_dir : checkpoint directory; an existing one is resumed.

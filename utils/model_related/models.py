@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import Profile
+from utils.config import Profile
 
 INPUT_KEYS = {
     "lyrics": ("input_ids", "attention_mask"),

@@ -545,7 +545,7 @@ class FakeClient:
 
     @classmethod
     def from_json(cls, path: str | Path, **kwargs) -> "FakeClient":
-        """Load canned responses written by ``utils.audioset.write_fixture``."""
+        """Load canned responses written by ``utils.dataset_related.audioset.write_fixture``."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"canned responses file not found: {path}")

@@ -11,7 +11,7 @@ fast paths:
 * ``predict_crossed(audio_masks, text_masks, factorization, text_features, pairs)``
   (crossed sampling, fusion model only): each encoder runs once per mask of its own
   modality and the head on (audio mask, text mask) pairs; see
-  :func:`utils.explainer.sample_crossed_neighbourhood`.
+  :func:`utils.musiclime.explainer.sample_crossed_neighbourhood`.
 
 Audio features of perturbed clips come straight from the masks (:class:`SpectralComposer`):
 the AST front end is linear in the waveform up to the power spectrum, and a perturbed clip
@@ -38,11 +38,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .config import AudioConfig, Profile, resolve_device
-from .features import (AST_SAMPLE_RATE, FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR, _mel_filters, ast_features,
+from utils.config import AudioConfig, Profile, resolve_device
+from utils.dataset_related.features import (AST_SAMPLE_RATE, FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR, _mel_filters, ast_features,
                        frame_spectra, num_frames, spectra_to_features)
-from .factorization import check_masks
-from .text import TokenCache
+from utils.musiclime.factorization import check_masks
+from utils.dataset_related.text import TokenCache
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 FEATURE_PATHS = ("auto", "spectral", "waveform")
@@ -59,7 +59,7 @@ class SpectralComposer:
     """AST input features of mask-composed clips, computed from the components' spectra.
 
     Everything in the AST front end before the power spectrum (framing, DC removal,
-    pre-emphasis, Hann window, FFT: :func:`utils.features.frame_spectra`) is linear in the
+    pre-emphasis, Hann window, FFT: :func:`utils.dataset_related.features.frame_spectra`) is linear in the
     waveform. A perturbed clip is ``sum_c m_c x_c`` (components ``x_c``, mask ``m``), so its
     frame spectra are ``sum_c m_c S_c`` with ``S_c`` each component's spectra, computed once
     per song. A component is silent (exactly zero spectra) outside its segment, so a frame
@@ -68,7 +68,7 @@ class SpectralComposer:
 
     * ``'spectra'`` -- compose the complex spectra as a (masks x components) product (real
       and imaginary parts separately) and run the non-linear tail
-      (:func:`utils.features.spectra_to_features`: power, mel, log, pad, normalise);
+      (:func:`utils.dataset_related.features.spectra_to_features`: power, mel, log, pad, normalise);
     * ``'gram'`` -- the power ``|sum_c m_c S_c|^2`` is a quadratic form in ``m`` and the mel
       energies are linear in the power, so the mel energy of frame ``f``, band ``j`` is
       ``m^T G[f, j] m`` with ``G[f, j]_cd = sum_k mel[k, j] Re(S_c[f, k] conj(S_d[f, k]))``
@@ -450,7 +450,7 @@ def compose_texts(text_features, masks: np.ndarray) -> list[str]:
 
 # ---------------------------------------------------------------- the predictor
 class ModelPredictor:
-    """Wrap a lyrics, audio or fusion classifier from :mod:`utils.models`.
+    """Wrap a lyrics, audio or fusion classifier from :mod:`utils.model_related.models`.
 
     Parameters
     ----------
@@ -463,7 +463,7 @@ class ModelPredictor:
         per row (:meth:`auto_chunk_size`).
     features : 'auto' (linear-domain :class:`SpectralComposer` features whenever the
         factorization offers a ``components_matrix``), 'spectral' (require it) or
-        'waveform' (compose waveforms, then :func:`utils.features.ast_features`).
+        'waveform' (compose waveforms, then :func:`utils.dataset_related.features.ast_features`).
     autocast : None (fp32), 'bf16' or 'fp16': encoders and head run under
         ``torch.autocast`` with that dtype; features are computed in fp32 and the
         probabilities returned in float32.
@@ -787,7 +787,7 @@ def load_predictor(run_dir: str | Path, task: str, kind: str, profile: Profile, 
 
     ``options`` go to :class:`ModelPredictor` (``chunk_size``, ``features``, ``autocast``).
     """
-    from .pipeline import prepare_tokens, trained_model
+    from utils.model_related.pipeline import prepare_tokens, trained_model
 
     device = resolve_device(device)
     tokens = prepare_tokens(profile, corpus_dir) if kind in ("lyrics", "multimodal") else None

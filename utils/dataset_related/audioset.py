@@ -14,7 +14,7 @@ Steps (each one's class counts are in the returned report):
 6. :func:`download_segments` -- the 10 s segment (yt-dlp + ffmpeg), cut to the model clip;
 7. a seeded stratified split, written like every corpus.
 
-Network steps go through one client (:mod:`utils.net`), are rate limited and retried, and
+Network steps go through one client (:mod:`utils.dataset_related.net`), are rate limited and retried, and
 keep JSON-lines progress files so a re-run skips finished items and retries failed ones.
 """
 from __future__ import annotations
@@ -32,11 +32,11 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .config import AUDIOSET_GENRES, Profile
-from .music4all import (DEFAULT_FRACTIONS, BuildReport, FilterCounts, as_profile,
+from utils.config import AUDIOSET_GENRES, Profile
+from utils.dataset_related.music4all import (DEFAULT_FRACTIONS, BuildReport, FilterCounts, as_profile,
                         clean_lyrics, split_counts_table, stratified_split, write_clip,
                         write_split)
-from .net import (Client, FakeClient, NetError, ProgressLog, QuotaExceeded, RateLimiter,
+from utils.dataset_related.net import (Client, FakeClient, NetError, ProgressLog, QuotaExceeded, RateLimiter,
                   RetryPolicy, Skip, WebClient, YOUTUBE_MAX_IDS, finalize_part, part_path_for,
                   redact, run_resumable)
 
@@ -335,7 +335,7 @@ def same_song(artist: str, song: str, found_artist: str, found_title: str) -> bo
 
 def clean_genius_lyrics(text: str) -> str:
     """Genius page text -> lyrics: the header line ("12 Contributors... Song Lyrics") and
-    "You might also like" removed, then :func:`utils.music4all.clean_lyrics` (section
+    "You might also like" removed, then :func:`utils.dataset_related.music4all.clean_lyrics` (section
     lines like "[Chorus]", the trailing "Embed" marker, blank-line runs)."""
     lines = str(text).split("\n")
     if lines and "Lyrics" in lines[0]:
@@ -723,7 +723,7 @@ def write_fixture(directory: str | Path, seed: int = 0) -> Path:
     Files: ``ontology.json`` (a subset of the real ontology, real ids and names, full node
     format), ``balanced_train_segments.csv`` and ``eval_segments.csv`` (AudioSet's comment
     header, ``YTID, start, end, "labels"``), ``fake_responses.json`` for
-    :class:`utils.net.FakeClient`, and ``expected.json`` (what each segment should become).
+    :class:`utils.dataset_related.net.FakeClient`, and ``expected.json`` (what each segment should become).
 
     Defects on purpose: malformed rows, a segment repeated across the CSVs, a second
     segment of one video, a non-genre (speech) segment, a blacklisted (pop + classical) and

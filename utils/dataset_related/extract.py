@@ -3,9 +3,9 @@
 Writes, in the corpus schema,
 
 * ``<corpus_dir>/features/<id>.npy`` -- AST ``input_values`` ``(max_length, num_mel_bins)``
-  float32, computed in batches by :func:`utils.features.ast_features` (GPU when present);
+  float32, computed in batches by :func:`utils.dataset_related.features.ast_features` (GPU when present);
 * ``<corpus_dir>/tokens.json`` -- ``{id: {"input_ids": [...], "attention_mask": [...]}}``
-  of length ``profile.model.max_tokens``, tokenised exactly as :class:`utils.text.TokenCache`
+  of length ``profile.model.max_tokens``, tokenised exactly as :class:`utils.dataset_related.text.TokenCache`
   does at training time.
 
 Both are resumable: a feature file that exists with the profile's shape is not computed
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import Profile, get_profile
+from utils.config import Profile, get_profile
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,12 @@ def resolve_tokenizer(profile: str | Profile, corpus_dir: str | Path,
     """The profile's tokenizer.
 
     ``profile.model.tokenizer_source == "corpus"`` (tiny profile): a byte-level BPE trained
-    on the corpus' *train* lyrics (:func:`utils.text.train_tokenizer`, vocabulary
+    on the corpus' *train* lyrics (:func:`utils.dataset_related.text.train_tokenizer`, vocabulary
     ``profile.model.vocab_size``), saved in ``tokenizer_dir`` (default
     ``<corpus_dir>/tokenizer``) and loaded from there when already present. Anything else
-    is a hub id or local directory for :func:`utils.text.load_tokenizer` (``roberta-large``).
+    is a hub id or local directory for :func:`utils.dataset_related.text.load_tokenizer` (``roberta-large``).
     """
-    from .text import load_tokenizer, train_tokenizer
+    from utils.dataset_related.text import load_tokenizer, train_tokenizer
 
     prof = _profile(profile)
     source = prof.model.tokenizer_source
@@ -129,7 +129,7 @@ def extract_features(corpus_dir: str | Path, split: str, profile: str | Profile 
     Parameters
     ----------
     batch_size : int
-        Clips per :func:`utils.features.ast_features` call (and per write).
+        Clips per :func:`utils.dataset_related.features.ast_features` call (and per write).
     device : str, optional
         ``"cuda"`` / ``"cpu"``; default: CUDA when available.
     pad : bool
@@ -138,7 +138,7 @@ def extract_features(corpus_dir: str | Path, split: str, profile: str | Profile 
     import torch
     from tqdm.auto import tqdm
 
-    from .features import AudioError, ast_features, find_audio, load_clip, save_features
+    from utils.dataset_related.features import AudioError, ast_features, find_audio, load_clip, save_features
 
     prof = _profile(profile)
     report = report or ExtractReport()
@@ -194,13 +194,13 @@ def extract_tokens(corpus_dir: str | Path, split: str, tokenizer: Any, max_token
                    show_progress: bool = True) -> ExtractReport:
     """Token ids and attention masks for every song of ``split`` into ``<corpus_dir>/tokens.json``.
 
-    Tokenised as :class:`utils.text.TokenCache` does (truncation and padding to
+    Tokenised as :class:`utils.dataset_related.text.TokenCache` does (truncation and padding to
     ``max_tokens``). Entries of other splits already in the file are kept. After changing the
     tokenizer, delete ``tokens.json`` (entries are reused when their length fits).
     """
     from tqdm.auto import tqdm
 
-    from .text import TokenCache
+    from utils.dataset_related.text import TokenCache
 
     report = report or ExtractReport()
     path = Path(corpus_dir) / "tokens.json"

@@ -33,11 +33,11 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .config import EMOTIONS, GENRES, Profile, emotion_from_valence_energy, get_profile
+from utils.config import EMOTIONS, GENRES, Profile, emotion_from_valence_energy, get_profile
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "resources" / "m4a_genre_rules.json"
+DEFAULT_RULES_PATH = Path(__file__).resolve().parents[1] / "resources" / "m4a_genre_rules.json"
 """The project's own copy of the authors' tag rules (``utils/resources/m4a_genre_rules.json``;
 where they come from: ``utils/resources/README.md``)."""
 

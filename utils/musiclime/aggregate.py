@@ -161,7 +161,7 @@ def measures(W: Mapping[int, Mapping[str, float]], C: Mapping[int, Mapping[str, 
     Parameters
     ----------
     W, C : dict[int, dict[str, float | int]]
-        From :func:`accumulate` or :func:`utils.published.load_published_pair`.
+        From :func:`accumulate` or :func:`utils.results.published.load_published_pair`.
     class_names : sequence of str
         ``class_names[i]`` names class index ``i``.
 

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .config import AudioConfig
+from utils.config import AudioConfig
 
 FRAME_LENGTH = 400  # samples (25 ms at 16 kHz)
 HOP_LENGTH = 160  # samples (10 ms at 16 kHz)

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import LABEL_COLUMNS, TASKS, Profile
-from .features import AudioError, ast_features, find_audio, fit_clip, load_audio, load_features, save_features
-from .text import TokenCache
+from utils.config import LABEL_COLUMNS, TASKS, Profile
+from utils.dataset_related.features import AudioError, ast_features, find_audio, fit_clip, load_audio, load_features, save_features
+from utils.dataset_related.text import TokenCache
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import STEMS
+from utils.config import STEMS
 
 FORMAT = "musiclime-explanation/1"
 MODALITIES = ("both", "audio", "lyrical")
@@ -99,7 +99,7 @@ class Explanation:
         How the explanation was made (samples, seed, kernel width, ...).
     top_labels : list of int, optional
         Set when labels were chosen by ``top_labels``.
-    factorization : utils.factorization.Factorization, optional
+    factorization : utils.musiclime.factorization.Factorization, optional
         Needed for listening; not serialised (pass it again to ``from_json``).
     """
 
@@ -334,7 +334,7 @@ class Explanation:
         ``|weight| / max |weight|`` over the lyric features; text is HTML-escaped and the
         weight is in each span's ``title``. Unweighted text (audio-only mode) is plain.
         """
-        from .factorization import text_features
+        from utils.musiclime.factorization import text_features
 
         if self.lyrics is None:
             return "<div></div>"

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import EMOTIONS, GENRES, STEMS, component_name, emotion_from_valence_energy
+from utils.config import EMOTIONS, GENRES, STEMS, component_name, emotion_from_valence_energy
 
 # ---------------------------------------------------------------- the planted design
 AUDIO_CUES: dict[str, tuple[str, int, str]] = {
@@ -476,7 +476,7 @@ def plot_genre_examples(corpus_dir: str | Path, frame, profile, metadata: dict[s
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from .features import ast_features, find_audio, load_audio
+    from utils.dataset_related.features import ast_features, find_audio, load_audio
 
     firsts = frame.groupby("primary_short", sort=True).head(1)
     if firsts.empty:

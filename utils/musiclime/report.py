@@ -1,6 +1,6 @@
 """One MusicLIME explanation as a single self-contained HTML page.
 
-:func:`render_report` turns an :class:`utils.explanation.Explanation` (with its factorization
+:func:`render_report` turns an :class:`utils.musiclime.explanation.Explanation` (with its factorization
 attached, for listening) and the settings of the run into one HTML string. Everything the page
 shows is inside it -- nothing is fetched when it opens (no scripts, no external style sheets
 or fonts):
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .explanation import Explanation
+from utils.musiclime.explanation import Explanation
 
 CHART_FEATURES = 10
 """Bars in the top-features chart (both modalities, by |weight|)."""
@@ -184,7 +184,7 @@ def render_report(explanation: Explanation, run: dict, *, label: int | None = No
     ----------
     explanation : Explanation
         One explained song; with audio features it needs its factorization attached
-        (as :func:`utils.explainer.explain` leaves it) for the players.
+        (as :func:`utils.musiclime.explainer.explain` leaves it) for the players.
     run : dict
         How the explanation was made, shown as the settings table (flat values). Keys used
         in the text: ``audio``, ``lyrics`` (file names or None), ``model_dir``, ``task``,
@@ -261,5 +261,5 @@ def render_report(explanation: Explanation, run: dict, *, label: int | None = No
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>"
             f"<style>{STYLE}</style></head><body><h1>{title}</h1>\n" + "\n".join(sections)
             + '\n<footer class="note"><p>Made by <code>python -m utils.explain</code>; the weights are in '
-              "<code>explanation.json</code> next to this file (<code>utils.explanation.Explanation.from_json</code> "
+              "<code>explanation.json</code> next to this file (<code>utils.musiclime.explanation.Explanation.from_json</code> "
               "reads it).</p></footer></body></html>\n")

@@ -10,7 +10,7 @@ Two steps with lime's seam between them:
    explain_instance_with_data`` with the kernel ``sqrt(exp(-d^2 / w^2))`` (w = 25),
    feature selection ``'auto'`` and ``Ridge(alpha=1)``.
 
-:func:`explain` does both and returns a :class:`utils.explanation.Explanation`.
+:func:`explain` does both and returns a :class:`utils.musiclime.explanation.Explanation`.
 
 Modes (``modality``): ``'both'`` -- columns are the audio components then the words;
 ``'audio'`` -- audio columns only, lyrics intact; ``'lyrical'`` -- word columns only, audio
@@ -47,9 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from .explanation import MODALITIES, Explanation, Feature, SurrogateFit
-from .factorization import Factorization, LineFeatures, WordFeatures, text_features as make_text_features
-from .separation import check_sample_rate
+from utils.musiclime.explanation import MODALITIES, Explanation, Feature, SurrogateFit
+from utils.musiclime.factorization import Factorization, LineFeatures, WordFeatures, text_features as make_text_features
+from utils.musiclime.separation import check_sample_rate
 
 KERNEL_WIDTH = 25.0
 NUM_FEATURES = 100_000
@@ -189,7 +189,7 @@ def _check_inputs(factorization, text, modality, num_samples, batch_size, sample
             raise ValueError(f"modality {modality!r} needs a factorization (audio components)")
     else:
         if not isinstance(factorization, Factorization):
-            raise TypeError("factorization must be a utils.factorization.Factorization, "
+            raise TypeError("factorization must be a utils.musiclime.factorization.Factorization, "
                             f"got {type(factorization).__name__}")
         if sample_rate is None:
             raise ValueError("sample_rate= (the model's sample rate in Hz) is required with a factorization")
@@ -395,7 +395,7 @@ def sample_crossed_neighbourhood(predict_fn: Any, factorization: Factorization, 
     Valid only when the model is ``head(audio encoder(audio), text encoder(text))`` (the
     paper's fusion model): ``predict_fn`` must offer ``predict_crossed(audio_masks,
     text_masks, factorization, text, pairs=(audio_index, text_index)) -> (n, classes)``, as
-    :class:`utils.predict.ModelPredictor` does for a fusion model.
+    :class:`utils.musiclime.predict.ModelPredictor` does for a fusion model.
 
     Parameters
     ----------
@@ -413,7 +413,7 @@ def sample_crossed_neighbourhood(predict_fn: Any, factorization: Factorization, 
     predict_crossed = getattr(predict_fn, "predict_crossed", None)
     if not callable(predict_crossed):
         raise TypeError("sampling='crossed' needs a late-fusion model adapter with predict_crossed(audio_masks, "
-                        "text_masks, factorization, text, pairs) (e.g. utils.predict.ModelPredictor around a "
+                        "text_masks, factorization, text, pairs) (e.g. utils.musiclime.predict.ModelPredictor around a "
                         f"FusionClassifier); {type(predict_fn).__name__} has none -- use sampling='iid'")
     k_audio, k_text = crossed_sizes(num_samples, crossed_masks, (factorization.n_components, text.n_features))
     check_crossed_sizes(k_audio, k_text, factorization.n_components, text.n_features)

@@ -29,7 +29,7 @@ Anything else raises :class:`UnsafePickleError` naming ``module.name`` and the f
 ``find_class`` -- i.e. before the object it would build is called.
 
 ``load_published_pair`` returns plain ``dict`` s with ``int`` class indices, ``str`` feature
-names and python ``float`` / ``int`` values, ready for :func:`utils.aggregate.measures`.
+names and python ``float`` / ``int`` values, ready for :func:`utils.musiclime.aggregate.measures`.
 """
 from __future__ import annotations
 
@@ -381,12 +381,12 @@ def load_published(key: str, source: str | os.PathLike | None = None,
 def load_published_table(key: str, source: str | os.PathLike | None = None,
                          cache_dir: str | os.PathLike | None = None, timeout: float = 60.0,
                          merge_words=None):
-    """A published pair as the tidy measures table of :func:`utils.aggregate.measures`.
+    """A published pair as the tidy measures table of :func:`utils.musiclime.aggregate.measures`.
 
     ``merge_words``: optional ``str -> str`` applied to lyric words before the measures
-    (e.g. ``str.lower``; see :func:`utils.aggregate.merge_word_variants`).
+    (e.g. ``str.lower``; see :func:`utils.musiclime.aggregate.merge_word_variants`).
     """
-    from utils.aggregate import measures, merge_word_variants
+    from utils.musiclime.aggregate import measures, merge_word_variants
 
     weights, counts, names = load_published(key, source, cache_dir, timeout)
     if merge_words is not None:
