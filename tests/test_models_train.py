@@ -111,8 +111,8 @@ def test_bad_rows_name_the_id(tmp_path):
 def test_missing_audio_names_the_id(setup, tmp_path):
     profile, corpus, frames, tokens, _ = setup
     import pandas as pd
-    from utils.dataset_related.splits import ensure_features
+    from utils.dataset_related.extract import extract_features
     frame = pd.DataFrame({"id": ["nosuchsong"], "lyrics": ["x"], "primary_short": ["pop"], "emotion": ["Happy"]})
     (tmp_path / "audio").mkdir()
     with pytest.raises(FileNotFoundError, match="nosuchsong"):
-        ensure_features(frame, tmp_path, profile, progress=False)
+        extract_features(tmp_path, frame["id"], profile, pad=False, skip_bad=False, show_progress=False)

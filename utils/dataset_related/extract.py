@@ -1,35 +1,34 @@
-"""Precompute model inputs for a corpus split: AST features and lyric tokens, on disk.
+"""Precompute the model's audio inputs for a corpus, on disk: the one feature-precompute path.
 
-Writes, in the corpus schema,
+:func:`extract_features` writes ``<corpus_dir>/features/<id>.npy`` -- AST ``input_values``
+``(max_length, num_mel_bins)`` float32, computed in batches by
+:func:`utils.dataset_related.features.ast_features` (GPU when present). It is resumable: a
+feature file that exists with the profile's shape is not computed again, and each batch is
+written (atomically) before the next starts. Notebook 04 runs it per split (bad songs skipped
+and counted); training (:mod:`utils.model_related.pipeline`) runs it on the songs it uses,
+strictly (the first unusable song raises, naming its id).
 
-* ``<corpus_dir>/features/<id>.npy`` -- AST ``input_values`` ``(max_length, num_mel_bins)``
-  float32, computed in batches by :func:`utils.dataset_related.features.ast_features` (GPU when present);
-* ``<corpus_dir>/tokens.json`` -- ``{id: {"input_ids": [...], "attention_mask": [...]}}``
-  of length ``profile.model.max_tokens``, tokenised exactly as :class:`utils.dataset_related.text.TokenCache`
-  does at training time.
-
-Both are resumable: a feature file that exists with the profile's shape is not computed
-again, an id already in ``tokens.json`` with the right length is not tokenised again, and
-each batch is written before the next starts. Songs whose audio is missing or unreadable,
-or whose lyrics are empty, are skipped and counted, never fatal.
+Lyrics are tokenised at training time (:class:`utils.dataset_related.text.TokenCache`), with
+the tokenizer from :func:`resolve_tokenizer`.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Sequence
 
 import numpy as np
+import torch
 
-from utils.config import Profile, get_profile
+from utils.config import Profile
+from utils.dataset_related.corpus import SPLITS, as_profile
+from utils.dataset_related.features import AudioError, ast_features, find_audio, load_clip, save_features
+from utils.plotting import SPECTROGRAM_CMAP, save_figure
 
 log = logging.getLogger(__name__)
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
 @dataclass
@@ -38,25 +37,20 @@ class ExtractReport:
 
     Attributes
     ----------
-    features, tokens : dict
-        ``{"songs", "done_before", "written", "skipped"}`` per output.
+    features : dict
+        ``{"songs", "done_before", "written", "skipped"}``.
     problems : dict
         ``{reason: [id (detail), ...]}`` for every skipped song.
     """
 
     features: dict = field(default_factory=lambda: {"songs": 0, "done_before": 0, "written": 0, "skipped": 0})
-    tokens: dict = field(default_factory=lambda: {"songs": 0, "done_before": 0, "written": 0, "skipped": 0})
     problems: dict = field(default_factory=lambda: defaultdict(list))
 
     def summary(self, examples: int = 3) -> str:
-        lines = [f"features: {self.features}", f"tokens:   {self.tokens}"]
+        lines = [f"features: {self.features}"]
         for reason, items in self.problems.items():
             lines.append(f"  {reason}: {len(items)}  e.g. {', '.join(items[:examples])}")
         return "\n".join(lines)
-
-
-def _profile(profile: str | Profile) -> Profile:
-    return get_profile(profile) if isinstance(profile, str) else profile
 
 
 def read_split_records(corpus_dir: str | Path, split: str) -> list[dict]:
@@ -100,7 +94,7 @@ def resolve_tokenizer(profile: str | Profile, corpus_dir: str | Path,
     """
     from utils.dataset_related.text import load_tokenizer, train_tokenizer
 
-    prof = _profile(profile)
+    prof = as_profile(profile)
     source = prof.model.tokenizer_source
     if source != "corpus":
         return load_tokenizer(source)
@@ -121,139 +115,75 @@ def _feature_complete(path: Path, shape: tuple[int, int]) -> bool:
     return arr.shape == shape and arr.dtype == np.float32
 
 
-def extract_features(corpus_dir: str | Path, split: str, profile: str | Profile = "tiny",
-                     batch_size: int = 32, device: str | None = None, pad: bool = True,
-                     report: ExtractReport | None = None, show_progress: bool = True) -> ExtractReport:
-    """AST features for every song of ``split`` into ``<corpus_dir>/features/<id>.npy``.
+def extract_features(corpus_dir: str | Path, songs: str | Sequence[str], profile: str | Profile = "tiny",
+                     batch_size: int = 64, device: str | None = None, pad: bool = True,
+                     skip_bad: bool = True, report: ExtractReport | None = None,
+                     show_progress: bool = True) -> ExtractReport:
+    """AST features of ``songs`` into ``<corpus_dir>/features/<id>.npy``, those not there yet.
 
     Parameters
     ----------
+    songs : str or sequence of str
+        A split name (every song of ``<corpus_dir>/<split>.jsonl``) or song ids.
     batch_size : int
         Clips per :func:`utils.dataset_related.features.ast_features` call (and per write).
     device : str, optional
         ``"cuda"`` / ``"cpu"``; default: CUDA when available.
     pad : bool
-        Zero-pad clips shorter than the profile's clip length (else they are skipped).
+        Zero-pad clips shorter than the profile's clip length (else they are unusable).
+    skip_bad : bool
+        Skip (and count in ``report.problems``) songs whose audio is missing, unreadable or
+        too short; when False the first one raises (``FileNotFoundError`` / ``AudioError``
+        naming its id).
     """
-    import torch
     from tqdm.auto import tqdm
 
-    from utils.dataset_related.features import AudioError, ast_features, find_audio, load_clip, save_features
-
-    prof = _profile(profile)
+    prof = as_profile(profile)
     report = report or ExtractReport()
     corpus_dir = Path(corpus_dir)
-    features_dir = corpus_dir / "features"
     shape = (prof.audio.max_length, prof.audio.num_mel_bins)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    ids = [r["id"] for r in read_split_records(corpus_dir, split)]
+    ids = [r["id"] for r in read_split_records(corpus_dir, songs)] if isinstance(songs, str) else list(songs)
     report.features["songs"] += len(ids)
-    todo = [i for i in ids if not _feature_complete(features_dir / f"{i}.npy", shape)]
+    todo = [i for i in ids if not _feature_complete(corpus_dir / "features" / f"{i}.npy", shape)]
     report.features["done_before"] += len(ids) - len(todo)
     batches = [todo[k:k + batch_size] for k in range(0, len(todo), batch_size)]
-    for batch in tqdm(batches, desc=f"AST features ({split})", disable=not show_progress):
-        clips, kept = [], []
-        for song_id in batch:
-            try:
-                path = find_audio(corpus_dir / "audio", song_id)
-                clips.append(load_clip(path, prof.audio, name=f"id {song_id!r}", pad=pad))
-                kept.append(song_id)
-            except FileNotFoundError:
-                report.problems["audio missing"].append(song_id)
-            except AudioError as err:
-                report.problems["audio unreadable or too short"].append(f"{song_id} ({err})"[:160])
+    desc = f"AST features ({songs})" if isinstance(songs, str) else "AST features"
+    for batch in tqdm(batches, desc=desc, disable=not show_progress):
+        clips, kept = _load_batch(corpus_dir / "audio", batch, prof, pad, skip_bad, report)
         report.features["skipped"] += len(batch) - len(kept)
         if kept:
-            features = ast_features(np.stack(clips), prof.audio, device=device)
-            save_features(features_dir, kept, features)
+            save_features(corpus_dir / "features", kept, ast_features(np.stack(clips), prof.audio, device=device))
             report.features["written"] += len(kept)
-    return report
-
-
-# ------------------------------------------------------------------ tokens
-def _read_tokens(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); delete it to start over") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object keyed by id")
-    return data
-
-
-def _write_tokens(path: Path, tokens: dict) -> None:
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(tokens), encoding="utf-8")
-    os.replace(part, path)
-
-
-def extract_tokens(corpus_dir: str | Path, split: str, tokenizer: Any, max_tokens: int,
-                   batch_size: int = 256, report: ExtractReport | None = None,
-                   show_progress: bool = True) -> ExtractReport:
-    """Token ids and attention masks for every song of ``split`` into ``<corpus_dir>/tokens.json``.
-
-    Tokenised as :class:`utils.dataset_related.text.TokenCache` does (truncation and padding to
-    ``max_tokens``). Entries of other splits already in the file are kept. After changing the
-    tokenizer, delete ``tokens.json`` (entries are reused when their length fits).
-    """
-    from tqdm.auto import tqdm
-
-    from utils.dataset_related.text import TokenCache
-
-    report = report or ExtractReport()
-    path = Path(corpus_dir) / "tokens.json"
-    tokens = _read_tokens(path)
-    records = read_split_records(corpus_dir, split)
-    report.tokens["songs"] += len(records)
-
-    def done(song_id: str) -> bool:
-        entry = tokens.get(song_id)
-        return (isinstance(entry, dict) and len(entry.get("input_ids", [])) == max_tokens
-                and len(entry.get("attention_mask", [])) == max_tokens)
-
-    todo = []
-    for rec in records:
-        if done(rec["id"]):
-            report.tokens["done_before"] += 1
-        elif not isinstance(rec["lyrics"], str) or not rec["lyrics"].strip():
-            report.problems["lyrics empty"].append(rec["id"])
-            report.tokens["skipped"] += 1
-        else:
-            todo.append(rec)
-    cache = TokenCache(tokenizer, max_tokens)
-    batches = [todo[k:k + batch_size] for k in range(0, len(todo), batch_size)]
-    for batch in tqdm(batches, desc=f"tokens ({split})", disable=not show_progress):
-        encoded = cache([r["lyrics"] for r in batch])
-        for k, rec in enumerate(batch):
-            tokens[rec["id"]] = {"input_ids": encoded["input_ids"][k].tolist(),
-                                 "attention_mask": encoded["attention_mask"][k].tolist()}
-        _write_tokens(path, tokens)
-        report.tokens["written"] += len(batch)
-    return report
-
-
-def extract_split(corpus_dir: str | Path, split: str, profile: str | Profile = "tiny",
-                  tokenizer: Any = None, tokenizer_dir: str | Path | None = None,
-                  batch_size: int = 32, device: str | None = None, seed: int = 0,
-                  show_progress: bool = True) -> ExtractReport:
-    """Features and tokens for one split (tokenizer from :func:`resolve_tokenizer` when not given)."""
-    prof = _profile(profile)
-    report = extract_features(corpus_dir, split, prof, batch_size=batch_size, device=device,
-                              show_progress=show_progress)
-    tokenizer = tokenizer or resolve_tokenizer(prof, corpus_dir, tokenizer_dir, seed)
-    extract_tokens(corpus_dir, split, tokenizer, prof.model.max_tokens, report=report,
-                   show_progress=show_progress)
     for reason, items in report.problems.items():
-        log.warning("extract %s: %d song(s) %s", split, len(items), reason)
+        log.warning("AST features: %d song(s) %s", len(items), reason)
     return report
 
 
-def plot_feature(corpus_dir: str | Path, song_id: str, out_path: str | Path | None = None):
-    """Image of one precomputed AST input (frames x mel bins); saved to ``out_path`` if given.
+def _load_batch(audio_dir: Path, ids: list[str], profile: Profile, pad: bool, skip_bad: bool,
+                report: ExtractReport) -> tuple[list[np.ndarray], list[str]]:
+    """The clips of ``ids`` that can be used, and their ids; the others recorded (or raised)."""
+    clips, kept = [], []
+    for song_id in ids:
+        try:
+            path = find_audio(audio_dir, song_id)
+            clips.append(load_clip(path, profile.audio, name=f"id {song_id!r}", pad=pad))
+            kept.append(song_id)
+        except FileNotFoundError:
+            if not skip_bad:
+                raise
+            report.problems["audio missing"].append(song_id)
+        except AudioError as err:
+            if not skip_bad:
+                raise
+            report.problems["audio unreadable or too short"].append(f"{song_id} ({err})"[:160])
+    return clips, kept
 
-    Returns the matplotlib figure.
+
+def plot_feature(corpus_dir: str | Path, song_id: str, save_path: str | Path | None = None):
+    """Image of one precomputed AST input (frames x mel bins); saved to ``save_path`` if given.
+
+    Returns the matplotlib figure (:func:`utils.plotting.save_figure`, :data:`~utils.plotting.SPECTROGRAM_CMAP`).
     """
     import matplotlib.pyplot as plt
 
@@ -262,14 +192,10 @@ def plot_feature(corpus_dir: str | Path, song_id: str, out_path: str | Path | No
         raise FileNotFoundError(f"no features for id {song_id!r}: {path}")
     feature = np.load(path, allow_pickle=False)
     fig, ax = plt.subplots(figsize=(8, 3))
-    image = ax.imshow(feature.T, origin="lower", aspect="auto", cmap="magma")
+    image = ax.imshow(feature.T, origin="lower", aspect="auto", cmap=SPECTROGRAM_CMAP)
     ax.set_xlabel("frame (10 ms)")
     ax.set_ylabel("mel bin")
     ax.set_title(f"AST input of {song_id} (normalised log-mel)")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    if out_path is not None:
-        out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out_path, dpi=100)
-    return fig
+    return save_figure(fig, save_path)

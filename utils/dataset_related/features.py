@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from utils.config import AudioConfig
+from utils.io import atomic_path
 
 FRAME_LENGTH = 400  # samples (25 ms at 16 kHz)
 HOP_LENGTH = 160  # samples (10 ms at 16 kHz)
@@ -244,7 +245,7 @@ def reference_features(waveform: np.ndarray, audio_cfg: AudioConfig) -> np.ndarr
 
 # ---------------------------------------------------------------- precomputed features
 def save_features(features_dir: str | Path, ids: Iterable[str], features: np.ndarray | torch.Tensor) -> None:
-    """Write one ``<id>.npy`` (frames, mel) float32 per clip, as the authors shared them."""
+    """Write one ``<id>.npy`` (frames, mel) float32 per clip, as the authors shared them (atomically)."""
     features_dir = Path(features_dir)
     features_dir.mkdir(parents=True, exist_ok=True)
     array = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
@@ -252,10 +253,9 @@ def save_features(features_dir: str | Path, ids: Iterable[str], features: np.nda
     if len(ids) != array.shape[0]:
         raise ValueError(f"{len(ids)} ids for {array.shape[0]} feature arrays")
     for song_id, feature in zip(ids, array):
-        tmp = features_dir / f"{song_id}.npy.part"
-        with open(tmp, "wb") as handle:
-            np.save(handle, feature.astype(np.float32))
-        tmp.replace(features_dir / f"{song_id}.npy")
+        with atomic_path(features_dir / f"{song_id}.npy") as part:
+            with open(part, "wb") as handle:
+                np.save(handle, feature.astype(np.float32))
 
 
 def load_features(features_dir: str | Path, song_id: str, audio_cfg: AudioConfig | None = None) -> np.ndarray:

@@ -8,18 +8,17 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from utils.config import LABEL_COLUMNS, TASKS, Profile
-from utils.dataset_related.features import AudioError, ast_features, find_audio, fit_clip, load_audio, load_features, save_features
+from utils.dataset_related.corpus import SPLITS
+from utils.dataset_related.features import load_features
 from utils.dataset_related.text import TokenCache
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "val", "test")
 REQUIRED_COLUMNS = ("id", "lyrics", "primary_short", "emotion")
 
 
@@ -100,42 +99,12 @@ def encode_labels(frame: pd.DataFrame, task: str) -> np.ndarray:
     return np.asarray(labels, dtype=np.int64)
 
 
-def load_waveforms(frame: pd.DataFrame, corpus_dir: str | Path, profile: Profile, *, pad: bool = False) -> np.ndarray:
-    """Clips of every song in ``frame``: (songs, clip_samples) float32, mono at the profile rate."""
-    audio_dir = Path(corpus_dir) / "audio"
-    clips = [
-        fit_clip(load_audio(find_audio(audio_dir, song_id), profile.audio.sample_rate, name=f"id {song_id!r}"),
-                 profile.clip_samples, name=f"id {song_id!r}", pad=pad)
-        for song_id in frame["id"]
-    ]
-    return np.stack(clips) if clips else np.zeros((0, profile.clip_samples), np.float32)
-
-
-def ensure_features(frame: pd.DataFrame, corpus_dir: str | Path, profile: Profile, *, batch_size: int = 64,
-                    pad: bool = False, progress: bool = True) -> Path:
-    """Compute AST features for songs of ``frame`` lacking ``features/<id>.npy``; return the dir.
-
-    Work is done in batches (one batched :func:`ast_features` call each) and each batch is
-    written before the next starts, so an interrupted run resumes where it stopped.
-    """
-    from tqdm.auto import tqdm
-
-    features_dir = Path(corpus_dir) / "features"
-    todo = [i for i in frame["id"] if not (features_dir / f"{i}.npy").is_file()]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    for start in tqdm(range(0, len(todo), batch_size), desc="AST features", disable=not progress or not todo):
-        ids = todo[start:start + batch_size]
-        waveforms = load_waveforms(pd.DataFrame({"id": ids}), corpus_dir, profile, pad=pad)
-        save_features(features_dir, ids, ast_features(waveforms, profile.audio, device=device))
-    return features_dir
-
-
 class SongDataset(torch.utils.data.Dataset):
     """Model inputs for one split and task.
 
     Items are dicts with ``labels`` and, depending on ``kind``, ``input_values`` (frames,
     mel) and/or ``input_ids`` / ``attention_mask`` (tokens). Audio features are read from
-    ``features/<id>.npy`` (call :func:`ensure_features` first); lyrics are tokenised once.
+    ``features/<id>.npy`` (call :func:`utils.dataset_related.extract.extract_features` first); lyrics are tokenised once.
     """
 
     def __init__(self, frame: pd.DataFrame, corpus_dir: str | Path, profile: Profile, task: str, kind: str,

@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from utils.config import EMOTIONS, GENRES, STEMS, component_name, emotion_from_valence_energy
+from utils.dataset_related.synth_sounds import add_sound, cue_sound, distractor_sound, fade, render_stems
+from utils.plotting import SPECTROGRAM_CMAP, save_figure
 
 # ---------------------------------------------------------------- the planted design
 AUDIO_CUES: dict[str, tuple[str, int, str]] = {
@@ -68,7 +70,7 @@ VALENCE_WORDS = {  # band index 0 = high valence, 1 = middle, 2 = low
     2: ("tears", "broken", "lonely", "sorrow"),
 }
 DISTRACTOR_WORDS = ("telephone", "yellow", "candle", "window", "paper", "silver", "engine", "garden")
-DISTRACTOR_SOUNDS = ("crash", "shout", "stab", "slide")  # one per stem, see _distractor
+DISTRACTOR_SOUNDS = ("crash", "shout", "stab", "slide")  # one per stem, see distractor_sound
 CUE_REPEATS = (2, 3)  # a cue word appears in 2..3 lines
 
 # generic English-like material (no cue word appears here)
@@ -109,177 +111,6 @@ class CorpusSettings:
     num_segments: int = 10
     split: tuple[float, float, float] = (0.6, 0.15, 0.25)
     version: int = 1
-
-
-# ---------------------------------------------------------------- sound makers
-def _midi_hz(note: float) -> float:
-    return 440.0 * 2.0 ** ((note - 69) / 12)
-
-
-def _tone(freq: float | np.ndarray, n: int, sr: int, harmonics: tuple[float, ...] = (1.0,), phase: float = 0.0) -> np.ndarray:
-    """Harmonic tone; ``freq`` may be a per-sample array (vibrato / glide). Partials above 7 kHz are skipped."""
-    freq = np.broadcast_to(np.asarray(freq, dtype=np.float64), (n,))
-    phase_track = 2 * np.pi * np.cumsum(freq) / sr + phase
-    out = np.zeros(n)
-    for k, amplitude in enumerate(harmonics, start=1):
-        if amplitude and k * float(freq.max()) < 7000:
-            out += amplitude * np.sin(k * phase_track)
-    return out
-
-
-def _envelope(n: int, sr: int, attack: float, decay: float) -> np.ndarray:
-    """Attack (s) then exponential decay with time constant ``decay`` (s)."""
-    t = np.arange(n) / sr
-    env = np.exp(-t / decay)
-    a = min(n, max(1, int(attack * sr)))
-    env[:a] *= np.linspace(0, 1, a)
-    return env
-
-
-def _fade(x: np.ndarray, sr: int, seconds: float = 0.01) -> np.ndarray:
-    k = min(len(x) // 2, max(1, int(seconds * sr)))
-    ramp = np.linspace(0, 1, k)
-    x = x.copy()
-    x[:k] *= ramp
-    x[-k:] *= ramp[::-1]
-    return x
-
-
-def _add(track: np.ndarray, sound: np.ndarray, start: int) -> None:
-    end = min(len(track), start + len(sound))
-    if end > start >= 0:
-        track[start:end] += sound[: end - start]
-
-
-def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.standard_normal(n)
-
-
-def _highpass(x: np.ndarray) -> np.ndarray:
-    return np.diff(x, prepend=0.0)
-
-
-def _lowpass(x: np.ndarray, width: int) -> np.ndarray:
-    return np.convolve(x, np.ones(width) / width, mode="same")
-
-
-# ---------------------------------------------------------------- stems
-def _progression(rng: np.random.Generator) -> list[int]:
-    """Scale degrees (semitones from the root) of 4 chords; major or minor flavour."""
-    major = [[0, 7, 9, 5], [0, 5, 7, 5], [0, 9, 5, 7], [0, 4, 5, 7]]
-    return major[rng.integers(len(major))]
-
-
-def _chord_notes(root: int, degree: int) -> list[int]:
-    minor_degrees = {9, 4, 2}
-    third = 3 if degree % 12 in minor_degrees else 4
-    base = root + degree
-    return [base, base + third, base + 7]
-
-
-def _render_stems(rng: np.random.Generator, s: CorpusSettings, energy: float) -> dict[str, np.ndarray]:
-    sr, n = s.sample_rate, int(round(s.clip_seconds * s.sample_rate))
-    bpm = 60.0 + 110.0 * energy
-    beat = int(sr * 60.0 / bpm)
-    root = 40 + int(rng.integers(0, 12))  # E2..D#3 for the bass
-    degrees = _progression(rng)
-    chord_len = 2 * beat
-    stems = {name: np.zeros(n) for name in STEMS}
-
-    # bass: plucked root notes on every beat, octave jumps
-    for i, start in enumerate(range(0, n, beat)):
-        degree = degrees[(start // chord_len) % len(degrees)]
-        note = root + degree + (12 if i % 4 == 3 else 0)
-        length = min(beat, n - start)
-        sound = _tone(_midi_hz(note), length, sr, (1.0, 0.5, 0.3, 0.15)) * _envelope(length, sr, 0.005, 0.25)
-        _add(stems["bass"], _fade(sound, sr, 0.004) * 0.35, start)
-
-    # other: triads, sustained for calm songs, strummed eighths for energetic ones
-    step = chord_len if energy < 0.35 else (beat if energy < 0.65 else beat // 2)
-    for start in range(0, n, step):
-        degree = degrees[(start // chord_len) % len(degrees)]
-        length = min(step, n - start)
-        sound = sum(_tone(_midi_hz(root + 24 + p), length, sr, (1.0, 0.4, 0.2)) for p in _chord_notes(0, degree)) / 3
-        decay = 0.8 if step == chord_len else 0.18
-        _add(stems["other"], _fade(sound * _envelope(length, sr, 0.01, decay), sr) * 0.18, start)
-
-    # drums: kick on 1 and 3, snare on 2 and 4, hi-hats on eighths (sixteenths when energetic)
-    loudness = 0.35 + 0.5 * energy
-    kick_len, snare_len, hat_len = int(0.18 * sr), int(0.15 * sr), int(0.05 * sr)
-    kick_freq = np.linspace(120, 45, kick_len)
-    kick = _tone(kick_freq, kick_len, sr) * _envelope(kick_len, sr, 0.002, 0.06)
-    for b, start in enumerate(range(0, n, beat)):
-        if b % 2 == 0:
-            _add(stems["drums"], kick * loudness, start)
-        else:
-            snare = (_lowpass(_noise(rng, snare_len), 3) * 0.6 + _tone(185.0, snare_len, sr) * 0.4)
-            _add(stems["drums"], snare * _envelope(snare_len, sr, 0.001, 0.05) * loudness * 0.8, start)
-    hat_step = beat // 4 if energy > 0.65 else beat // 2
-    for start in range(0, n, hat_step):
-        hat = _highpass(_highpass(_noise(rng, hat_len))) * _envelope(hat_len, sr, 0.001, 0.012)
-        _add(stems["drums"], hat * loudness * 0.25, start)
-
-    # vocals: a sung line on chord tones with vibrato, syllables with short gaps
-    t = 0
-    while t < n:
-        syllable = int(beat * rng.choice([0.5, 1.0, 1.0, 1.5]))
-        length = min(syllable, n - t)
-        if rng.random() < 0.85 and length > int(0.05 * sr):
-            degree = degrees[(t // chord_len) % len(degrees)]
-            pitch = root + 24 + degree + int(rng.choice([0, 4, 7, 12]))
-            sung = int(length * 0.85)
-            vibrato = 1 + 0.012 * np.sin(2 * np.pi * 5.5 * np.arange(sung) / sr)
-            voice = _tone(_midi_hz(pitch) * vibrato, sung, sr, (1.0, 0.6, 0.45, 0.3, 0.2, 0.12))
-            env = np.minimum(1.0, np.arange(sung) / (0.03 * sr)) * np.minimum(1.0, (sung - np.arange(sung)) / (0.05 * sr))
-            _add(stems["vocals"], voice * env * 0.16, t)
-        t += syllable
-    return stems
-
-
-def _cue_sound(rng: np.random.Generator, sound: str, n: int, sr: int) -> np.ndarray:
-    """A planted class cue of ``n`` samples (one segment)."""
-    t = np.arange(n) / sr
-    if sound == "arpeggio":  # bright square-wave 16ths around 1.5-3 kHz
-        out = np.zeros(n)
-        step = max(1, n // 8)
-        base = 84 + int(rng.integers(0, 5))
-        for i, start in enumerate(range(0, n, step)):
-            length = min(step, n - start)
-            note = base + (0, 4, 7, 12)[i % 4]
-            out[start:start + length] = np.sign(np.sin(2 * np.pi * _midi_hz(note) * t[:length])) * _envelope(length, sr, 0.002, 0.04)
-        return out * 0.30
-    if sound == "blast":  # very dense broadband bursts
-        out = np.zeros(n)
-        step = int(0.035 * sr)
-        for start in range(0, n, step):
-            length = min(int(0.03 * sr), n - start)
-            out[start:start + length] += _noise(rng, length) * _envelope(length, sr, 0.001, 0.01)
-        return out * 0.75
-    if sound == "boom808":  # gliding sub-bass, saturated
-        freq = 58 - 12 * t / t[-1]
-        return np.tanh(3.0 * _tone(freq, n, sr)) * np.exp(-t / 0.6) * 0.8
-    if sound == "falsetto":  # high sustained sung note with wide vibrato
-        pitch = _midi_hz(84 + int(rng.integers(0, 4)))  # ~1.05-1.3 kHz
-        vibrato = 1 + 0.03 * np.sin(2 * np.pi * 6.0 * t)
-        return _tone(pitch * vibrato, n, sr, (1.0, 0.3, 0.1)) * np.minimum(1.0, t / 0.03) * 0.35
-    if sound == "tremolo_guitar":  # distorted mid-range guitar, 12 Hz tremolo picking
-        pitch = _midi_hz(50 + int(rng.integers(0, 5)))
-        guitar = np.tanh(4.0 * _tone(pitch, n, sr, (1.0, 0.7, 0.5, 0.3)))
-        return guitar * (0.5 + 0.5 * np.abs(np.sin(2 * np.pi * 6.0 * t))) * 0.3
-    raise ValueError(f"unknown cue sound {sound!r}")
-
-
-def _distractor(rng: np.random.Generator, stem: str, n: int, sr: int) -> np.ndarray:
-    """A class-independent event for ``stem`` (crash, shout, synth stab, bass slide)."""
-    t = np.arange(n) / sr
-    if stem == "drums":
-        return _highpass(_noise(rng, n)) * np.exp(-t / 0.15) * 0.35
-    if stem == "vocals":
-        glide = np.linspace(_midi_hz(62), _midi_hz(67), n)
-        return _tone(glide, n, sr, (1.0, 0.5, 0.3)) * np.minimum(1.0, t / 0.02) * 0.2
-    if stem == "other":
-        return _tone(_midi_hz(74), n, sr, (1.0, 0.5)) * np.exp(-t / 0.1) * 0.2
-    return _tone(np.linspace(_midi_hz(45), _midi_hz(52), n), n, sr, (1.0, 0.5)) * 0.3
 
 
 # ---------------------------------------------------------------- lyrics
@@ -329,12 +160,12 @@ def make_song(settings: CorpusSettings, index: int, genre: str, emotion: str) ->
     if assert_emotion != emotion:  # the band ranges guarantee this; keep the data honest anyway
         raise RuntimeError(f"internal: {valence}, {energy} -> {assert_emotion}, not {emotion}")
 
-    stems = _render_stems(rng, settings, energy)
+    stems = render_stems(rng, settings.sample_rate, settings.clip_seconds, energy)
     genre_cues, distractors = [], []
     if genre in AUDIO_CUES:
         stem, segment, sound = AUDIO_CUES[genre]
         start = segment * segment_len
-        _add(stems[stem], _fade(_cue_sound(rng, sound, segment_len, sr), sr, 0.005), start)
+        add_sound(stems[stem], fade(cue_sound(rng, sound, segment_len, sr), sr, 0.005), start)
         genre_cues.append({"modality": "audio", "stem": stem, "segment": segment,
                            "component": component_name(stem, segment), "sound": sound,
                            "start_s": start / sr, "end_s": (start + segment_len) / sr})
@@ -351,7 +182,7 @@ def make_song(settings: CorpusSettings, index: int, genre: str, emotion: str) ->
 
     d_stem = STEMS[rng.integers(len(STEMS))]
     d_segment = int(rng.integers(settings.num_segments))
-    _add(stems[d_stem], _fade(_distractor(rng, d_stem, segment_len, sr), sr, 0.005), d_segment * segment_len)
+    add_sound(stems[d_stem], fade(distractor_sound(rng, d_stem, segment_len, sr), sr, 0.005), d_segment * segment_len)
     distractors.append({"modality": "audio", "stem": d_stem, "segment": d_segment,
                         "component": component_name(d_stem, d_segment)})
 
@@ -465,13 +296,15 @@ def read_metadata(corpus_dir: str | Path) -> dict[str, dict]:
         return {record["id"]: record for record in map(json.loads, handle)}
 
 
-def plot_genre_examples(corpus_dir: str | Path, frame, profile, metadata: dict[str, dict], path: str | Path | None = None):
+def plot_genre_examples(corpus_dir: str | Path, frame, profile, metadata: dict[str, dict],
+                        save_path: str | Path | None = None):
     """AST input features of one song per genre, with its planted audio cue boxed.
 
     Parameters
     ----------
     frame : a split DataFrame (id, primary_short); the first song of each genre is shown.
     profile : supplies the audio settings. metadata : :func:`read_metadata` output.
+    save_path : where to save the figure (:func:`utils.plotting.save_figure`), if given.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
@@ -488,7 +321,7 @@ def plot_genre_examples(corpus_dir: str | Path, frame, profile, metadata: dict[s
     for ax, song in zip(axes.flat, firsts.itertuples()):
         waveform = load_audio(find_audio(Path(corpus_dir) / "audio", song.id), profile.audio.sample_rate)
         feature = ast_features(waveform, profile.audio)[0].numpy()
-        ax.imshow(feature.T, origin="lower", aspect="auto", cmap="magma")
+        ax.imshow(feature.T, origin="lower", aspect="auto", cmap=SPECTROGRAM_CMAP)
         for cue in metadata[song.id]["genre_cues"]:
             if cue["modality"] == "audio":
                 x0 = cue["start_s"] * frames_per_second
@@ -501,7 +334,4 @@ def plot_genre_examples(corpus_dir: str | Path, frame, profile, metadata: dict[s
     for ax in axes.flat[len(firsts):]:
         ax.axis("off")
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    return fig
+    return save_figure(fig, save_path)

@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 
 from utils.config import TASKS, Profile, resolve_device
-from utils.dataset_related.splits import SPLITS, SongDataset, ensure_features, read_split
+from utils.dataset_related.extract import extract_features
+from utils.dataset_related.splits import SPLITS, SongDataset, read_split
 from utils.model_related.evaluate import classification_metrics, write_evaluation
 from utils.model_related.models import build_model, load_model
 from utils.dataset_related.synth import CorpusSettings, generate_corpus
@@ -62,7 +63,7 @@ def make_datasets(frames: dict[str, pd.DataFrame], corpus_dir: str | Path, profi
                   tokens: TokenCache) -> dict[str, SongDataset]:
     if kind in ("audio", "multimodal"):
         for frame in frames.values():
-            ensure_features(frame, corpus_dir, profile, progress=False)
+            extract_features(corpus_dir, frame["id"], profile, pad=False, skip_bad=False, show_progress=False)
     return {split: SongDataset(frame, corpus_dir, profile, task, kind, tokens=tokens) for split, frame in frames.items()}
 
 
