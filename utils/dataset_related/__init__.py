@@ -23,8 +23,10 @@ from utils.dataset_related.audioset_lyrics import clean_genius_lyrics, fetch_lyr
 from utils.dataset_related.audioset_selection import (TARGET_CLASSES, default_blacklist, load_ontology, read_segments,
                                                       select_segments)
 from utils.dataset_related.corpus import SPLITS, BuildReport, clean_lyrics, stratified_split, write_split
-from utils.dataset_related.extract import ExtractReport, extract_features, plot_feature, read_split_records, resolve_tokenizer
-from utils.dataset_related.features import AudioError, ast_features, find_audio, fit_clip, load_audio, load_clip, load_features
+from utils.dataset_related.extract import (ExtractReport, extract_features, plot_feature, read_split_records,
+                                          resolve_tokenizer)
+from utils.dataset_related.features import (AudioError, ast_features, find_audio, fit_clip, load_audio, load_clip,
+                                           load_features)
 from utils.dataset_related.fixtures import write_audioset_fixture, write_music4all_fixture, write_published_fixture
 from utils.dataset_related.music4all import DEFAULT_RULES_PATH, build_m4a, genre_class, load_genre_rules
 from utils.dataset_related.music4all_published import import_published_split
