@@ -1,27 +1,26 @@
-"""Evaluation: accuracy, macro-F1, classification report, confusion matrix, results table."""
+"""Evaluation: accuracy, macro-F1, classification report, confusion matrix, results table.
+
+Files are written atomically (:mod:`utils.io`); figures are saved by :func:`utils.plotting.save_figure`.
+"""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from utils.config import MODEL_KINDS, TASKS
+from utils.io import atomic_write
+from utils.plotting import save_figure
+
 # The paper's M4A test accuracy in % (macro-F1), PAPER.md "Reported results".
 PAPER_RESULTS = {
     ("genre", "lyrics"): (45.15, 0.45), ("genre", "audio"): (53.76, 0.54), ("genre", "multimodal"): (57.34, 0.58),
     ("emotion", "lyrics"): (32.34, 0.25), ("emotion", "audio"): (48.29, 0.43), ("emotion", "multimodal"): (48.53, 0.45),
 }
-
-
-def _finish(fig, path: str | Path | None):
-    """Tight layout, then save to ``path`` (parents created) when given; returns the figure."""
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return fig
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
@@ -54,8 +53,16 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_
     }
 
 
-def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str, path: str | Path | None = None):
-    """Confusion-matrix figure (rows: true class, columns: predicted); saved when ``path`` is given."""
+def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str,
+                   save_path: str | os.PathLike | None = None):
+    """Confusion-matrix figure (rows: true class, columns: predicted; counts of songs).
+
+    Parameters
+    ----------
+    matrix : (classes, classes) song counts, as in :func:`classification_metrics`.
+    class_names : the classes in index order.
+    save_path : saved there by :func:`utils.plotting.save_figure` when given.
+    """
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
 
@@ -63,7 +70,8 @@ def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], 
     ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(class_names)).plot(
         ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45)
     ax.set_title(title)
-    return _finish(fig, path)
+    fig.tight_layout()
+    return save_figure(fig, save_path)
 
 
 def write_evaluation(metrics: dict, class_names: Sequence[str], out_dir: str | Path, title: str) -> Path:
@@ -71,15 +79,14 @@ def write_evaluation(metrics: dict, class_names: Sequence[str], out_dir: str | P
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "report_text"}, indent=1))
-    (out_dir / "classification_report.txt").write_text(metrics["report_text"])
-    plt.close(plot_confusion(metrics["confusion_matrix"], class_names, title, out_dir / "confusion_matrix.png"))
+    atomic_write(out_dir / "metrics.json", json.dumps({k: v for k, v in metrics.items() if k != "report_text"}, indent=1))
+    atomic_write(out_dir / "classification_report.txt", metrics["report_text"])
+    plt.close(plot_confusion(metrics["confusion_matrix"], class_names, title, save_path=out_dir / "confusion_matrix.png"))
     return out_dir
 
 
-def results_table(results_dir: str | Path, tasks: Sequence[str] = ("genre", "emotion"),
-                  kinds: Sequence[str] = ("lyrics", "audio", "multimodal")) -> pd.DataFrame:
+def results_table(results_dir: str | Path, tasks: Sequence[str] = tuple(TASKS),
+                  kinds: Sequence[str] = MODEL_KINDS) -> pd.DataFrame:
     """Our test accuracy / macro-F1 next to the paper's, from ``<results_dir>/<task>/<kind>/metrics.json``."""
     rows = []
     for task in tasks:
@@ -98,19 +105,19 @@ def results_table(results_dir: str | Path, tasks: Sequence[str] = ("genre", "emo
 def write_results_table(table: pd.DataFrame, results_dir: str | Path, note: str = "") -> Path:
     """Save the table as CSV and Markdown (``results_table.csv`` / ``.md``)."""
     results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(results_dir / "results_table.csv", index=False)
+    atomic_write(results_dir / "results_table.csv", table.to_csv(index=False))
     header = "| task | model | ours: accuracy % (macro-F1) | paper: accuracy % (macro-F1) |\n|---|---|---|---|\n"
     body = "".join(
         f"| {r.task} | {r.model} | {r._3:.2f} ({r.ours_macro_f1:.2f}) | {r._5:.2f} ({r.paper_macro_f1:.2f}) |\n"
         for r in table.itertuples()
     )
-    (results_dir / "results_table.md").write_text(header + body + (f"\n{note}\n" if note else ""))
+    atomic_write(results_dir / "results_table.md", header + body + (f"\n{note}\n" if note else ""))
     return results_dir / "results_table.md"
 
 
-def plot_history(history: Sequence[dict], title: str, path: str | Path | None = None):
-    """Training curves from a training state's ``history`` (loss and validation accuracy per epoch)."""
+def plot_history(history: Sequence[dict], title: str, save_path: str | os.PathLike | None = None):
+    """Training curves from a training state's ``history``: cross-entropy (train and validation)
+    and validation accuracy per epoch; saved to ``save_path`` by :func:`utils.plotting.save_figure`."""
     import matplotlib.pyplot as plt
 
     if not history:
@@ -123,4 +130,5 @@ def plot_history(history: Sequence[dict], title: str, path: str | Path | None = 
     right.plot(epochs, [h["val_accuracy"] for h in history], color="tab:green")
     right.set_xlabel("epoch"), right.set_ylabel("validation accuracy"), right.set_ylim(0, 1)
     fig.suptitle(title)
-    return _finish(fig, path)
+    fig.tight_layout()
+    return save_figure(fig, save_path)

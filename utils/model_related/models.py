@@ -17,13 +17,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from utils.config import Profile
+from utils.config import MODEL_KINDS, Profile
+from utils.io import atomic_path, atomic_write
 
 INPUT_KEYS = {
     "lyrics": ("input_ids", "attention_mask"),
     "audio": ("input_values",),
     "multimodal": ("input_values", "input_ids", "attention_mask"),
 }
+"""The keyword inputs each model kind takes (keys in :data:`utils.config.MODEL_KINDS` order)."""
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
 
@@ -139,7 +141,7 @@ def build_model(kind: str, profile: Profile, num_labels: int, vocab_size: int | 
         audio = _from_source(ASTModel, profile.model.audio_source, _ast_config(profile))
         lyrics = _from_source(RobertaModel, profile.model.lyrics_source, _roberta_config(profile, vocab_size))
         return FusionClassifier(audio, lyrics, num_labels)
-    raise ValueError(f"kind must be one of {tuple(INPUT_KEYS)}, got {kind!r}")
+    raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
 
 
 def model_inputs(kind: str, batch: dict) -> dict:
@@ -165,12 +167,10 @@ def save_model(model: nn.Module, out_dir: str | Path, **extra) -> Path:
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = out_dir / (WEIGHTS_FILE + ".part")
-    save_file(state, str(tmp))
-    tmp.replace(out_dir / WEIGHTS_FILE)
-    (out_dir / CONFIG_FILE).write_text(json.dumps({**_describe(model), **extra}, indent=1, default=str))
+    with atomic_path(out_dir / WEIGHTS_FILE) as part:
+        save_file(state, str(part))
+    atomic_write(out_dir / CONFIG_FILE, json.dumps({**_describe(model), **extra}, indent=1, default=str))
     return out_dir
 
 
@@ -224,3 +224,29 @@ def load_model(model_dir: str | Path, device: str = "cpu") -> tuple[nn.Module, d
     description = json.loads(config_path.read_text())
     model = load_weights(rebuild_model(description), model_dir / WEIGHTS_FILE)
     return model.to(device).eval(), description
+
+
+def trained_model_dir(run_dir: str | Path, task: str, kind: str) -> Path:
+    """``run_dir/task/kind/best``: where training keeps the best checkpoint of one model."""
+    return Path(run_dir) / task / kind / "best"
+
+
+def load_trained(run_dir: str | Path, task: str, kind: str, device: str = "cpu") -> nn.Module:
+    """The best checkpoint of ``run_dir/task/kind`` (see :func:`trained_model_dir`), in eval mode on ``device``."""
+    return load_model(trained_model_dir(run_dir, task, kind), device=device)[0]
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """Hex sha256 of a model's weights: every state-dict entry, sorted by name, as name + raw bytes.
+
+    Two models give the same fingerprint exactly when their parameters and buffers are equal
+    (names, dtypes and values); use it, or a prefix of it, as a cache key for results that
+    depend on the weights.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -1,5 +1,11 @@
 """The study's steps as functions the notebooks call: corpus -> tokenizer -> train -> evaluate.
 
+Steps: :func:`prepare_corpus`, :func:`load_splits`, :func:`~utils.model_related.inputs.prepare_tokens`
+(from :mod:`~utils.model_related.inputs`), :func:`train_task_model`, :func:`evaluate_task_model`.
+The work itself is done in :mod:`~utils.model_related.models`, :mod:`~utils.model_related.train`,
+:mod:`~utils.model_related.evaluate` and :mod:`~utils.model_related.inputs`; other layers import
+from those modules, never from this one.
+
 Directory conventions (all relative to the project root unless given):
 
 * ``data/synthetic``                 the tiny profile's corpus (real data: any corpus dir)
@@ -9,23 +15,22 @@ Directory conventions (all relative to the project root unless given):
 """
 from __future__ import annotations
 
-import logging
+import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
-from utils.config import TASKS, Profile, resolve_device
-from utils.dataset_related.extract import extract_features
-from utils.dataset_related.splits import SPLITS, SongDataset, read_split
-from utils.model_related.evaluate import classification_metrics, write_evaluation
-from utils.model_related.models import build_model, load_model
+from utils.config import SPLITS, TASKS, Profile, resolve_device
+from utils.dataset_related.splits import read_split
 from utils.dataset_related.synth import CorpusSettings, generate_corpus
 from utils.dataset_related.text import TokenCache
+from utils.model_related.evaluate import classification_metrics, write_evaluation
+from utils.model_related.inputs import make_datasets, prepare_tokens
+from utils.model_related.models import build_model, load_trained
 from utils.model_related.train import predict_proba, train_model
 
-log = logging.getLogger(__name__)
+__all__ = ["prepare_corpus", "load_splits", "prepare_tokens", "train_task_model", "evaluate_task_model"]
 
 
 def prepare_corpus(profile: Profile, corpus_dir: str | Path, *, seed: int = 0, songs_per_class: int | None = None,
@@ -45,34 +50,14 @@ def prepare_corpus(profile: Profile, corpus_dir: str | Path, *, seed: int = 0, s
 
 
 def load_splits(corpus_dir: str | Path, *, skip_bad: bool = False) -> dict[str, pd.DataFrame]:
+    """The corpus's split tables, ``{split: frame}`` for every split in :data:`utils.config.SPLITS`."""
     return {split: read_split(corpus_dir, split, skip_bad=skip_bad) for split in SPLITS}
-
-
-def prepare_tokens(profile: Profile, corpus_dir: str | Path, *, seed: int = 0) -> TokenCache:
-    """The profile's tokenizer (see :func:`utils.dataset_related.extract.resolve_tokenizer`) in a :class:`TokenCache`.
-
-    ``tokenizer_source == 'corpus'`` trains one on the training lyrics once and keeps it in
-    ``<corpus_dir>/tokenizer``; anything else is a hub id or a local directory.
-    """
-    from utils.dataset_related.extract import resolve_tokenizer
-
-    return TokenCache(resolve_tokenizer(profile, corpus_dir, seed=seed), profile.model.max_tokens)
-
-
-def make_datasets(frames: dict[str, pd.DataFrame], corpus_dir: str | Path, profile: Profile, task: str, kind: str,
-                  tokens: TokenCache) -> dict[str, SongDataset]:
-    if kind in ("audio", "multimodal"):
-        for frame in frames.values():
-            extract_features(corpus_dir, frame["id"], profile, pad=False, skip_bad=False, show_progress=False)
-    return {split: SongDataset(frame, corpus_dir, profile, task, kind, tokens=tokens) for split, frame in frames.items()}
 
 
 def _fusion_profile(profile: Profile, run_dir: Path, task: str) -> Profile:
     """For ``fusion_init == 'unimodal'``: point the encoders at the task's trained unimodal models."""
     if profile.model.fusion_init != "unimodal":
         return profile
-    import dataclasses
-
     sources = {kind: run_dir / task / kind / "pretrained" for kind in ("audio", "lyrics")}
     missing = [str(p) for p in sources.values() if not (p / "config.json").is_file()]
     if missing:
@@ -100,7 +85,7 @@ def train_task_model(profile: Profile, corpus_dir: str | Path, run_dir: str | Pa
     state = train_model(model, datasets["train"], datasets["val"], profile, out_dir, seed=seed, epochs=epochs,
                         progress=progress, extra={"task": task, "class_names": list(TASKS[task]), "profile": profile.name})
     if kind in ("audio", "lyrics") and not (out_dir / "pretrained" / "config.json").is_file():
-        best, _ = load_model(out_dir / "best")
+        best = load_trained(run_dir, task, kind)
         best.model.save_pretrained(out_dir / "pretrained")
     return state
 
@@ -110,7 +95,7 @@ def evaluate_task_model(profile: Profile, corpus_dir: str | Path, run_dir: str |
                         split: str = "test") -> dict:
     """Evaluate the best checkpoint on ``split`` and write metrics and figures to ``results/<task>/<kind>``."""
     device = resolve_device(profile.device)
-    model, _ = load_model(Path(run_dir) / task / kind / "best", device=device)
+    model = load_trained(run_dir, task, kind, device=device)
     dataset = make_datasets({split: frames[split]}, corpus_dir, profile, task, kind, tokens)[split]
     probabilities, _ = predict_proba(model, dataset, device=device)
     metrics = classification_metrics(dataset.labels.numpy(), probabilities, TASKS[task])
@@ -120,7 +105,3 @@ def evaluate_task_model(profile: Profile, corpus_dir: str | Path, run_dir: str |
                      f"accuracy {100 * metrics['accuracy']:.1f}%")
     return metrics
 
-
-def trained_model(run_dir: str | Path, task: str, kind: str, device: str = "cpu"):
-    """Load the best checkpoint of ``run_dir/task/kind`` (eval mode)."""
-    return load_model(Path(run_dir) / task / kind / "best", device=device)[0]
