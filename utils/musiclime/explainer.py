@@ -4,9 +4,10 @@ Two steps with lime's seam between them (``LimeBase.explain_instance_with_data``
 
 1. :mod:`utils.musiclime.sampling` -- perturb the song and query the black-box model: a
    0/1 matrix over the features (row 0 all ones, the original), the model's probabilities
-   for its rows and each row's cosine distance to row 0 (:class:`Neighbourhood`).
+   for its rows and each row's cosine distance to row 0
+   (:class:`~utils.musiclime.sampling.Neighbourhood`).
 2. :mod:`utils.musiclime.surrogate` -- plain arrays in, lime's weighted ridge surrogate out,
-   one per explained label (:func:`fit_surrogate`).
+   one per explained label (:func:`~utils.musiclime.surrogate.fit_surrogate`).
 
 :func:`explain` does both and returns a :class:`utils.musiclime.explanation.Explanation`.
 

@@ -55,9 +55,10 @@ class ModelPredictor:
     tokens : a :class:`TokenCache` (needed for lyrics and fusion models).
     device : 'cpu', 'cuda' or 'auto'.
     chunk_size : rows per encoder call (bounds memory).
-    features : 'auto' (linear-domain :class:`SpectralComposer` features whenever the
-        factorization offers a ``components_matrix``), 'spectral' (require it) or
-        'waveform' (compose waveforms, then :func:`utils.dataset_related.features.ast_features`).
+    features : 'auto' (linear-domain :class:`~utils.musiclime.spectral.SpectralComposer`
+        features whenever the factorization offers a ``components_matrix``), 'spectral'
+        (require it) or 'waveform' (compose waveforms, then
+        :func:`utils.dataset_related.features.ast_features`).
     autocast : None (fp32), 'bf16' or 'fp16': encoders and head run under
         ``torch.autocast`` with that dtype; features are computed in fp32 and the
         probabilities returned in float32.
@@ -173,7 +174,8 @@ class ModelPredictor:
         return torch.cat(outputs)
 
     def _composer_for(self, factorization) -> SpectralComposer | None:
-        """The song's :class:`SpectralComposer` (built once per factorization), or None for the waveform path."""
+        """The song's :class:`~utils.musiclime.spectral.SpectralComposer` (built once per factorization),
+        or None for the waveform path."""
         if self.features == "waveform":
             return None
         matrix = getattr(factorization, "components_matrix", None)
