@@ -7,8 +7,9 @@ from lime.lime_base import LimeBase
 from sklearn.linear_model import Ridge
 
 from utils.config import STEMS
-from utils.musiclime.explainer import (cosine_distances, explain, fit_surrogate, kernel, sample_masks,
-                             sample_neighbourhood)
+from utils.musiclime.explainer import explain
+from utils.musiclime.sampling import sample_masks, sample_neighbourhood
+from utils.musiclime.surrogate import cosine_distances, fit_surrogate, kernel
 from utils.musiclime.factorization import SourceSeparationSegments, TimeSegments, WordFeatures
 
 SR = 8_000

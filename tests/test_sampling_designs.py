@@ -9,7 +9,8 @@ recover the slopes almost exactly where i.i.d. rows leave noise.
 import numpy as np
 import pytest
 
-from utils.musiclime.explainer import crossed_design, crossed_sizes, explain, sample_crossed_neighbourhood
+from utils.musiclime.explainer import explain
+from utils.musiclime.sampling import crossed_design, crossed_sizes, sample_crossed_neighbourhood
 from utils.musiclime.factorization import SourceSeparationSegments, WordFeatures
 
 SR = 8_000

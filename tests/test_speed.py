@@ -10,13 +10,16 @@ import torch
 
 from utils.benchmark import AuthorsLoop, _column_split
 from utils.config import get_profile
-from utils.musiclime.explainer import explain, sample_crossed_neighbourhood, sample_masks
+from utils.musiclime.explainer import explain
+from utils.musiclime.sampling import sample_crossed_neighbourhood, sample_masks
 from utils.musiclime.factorization import LineFeatures, SourceSeparationSegments, TimeSegments, WordFeatures
 from utils.dataset_related.features import ast_features, find_audio, load_audio, reference_features
 from utils.model_related.models import build_model
 from utils.model_related.pipeline import load_splits, prepare_tokens
-from utils.musiclime.predict import ModelPredictor, PieceTokenizer, SpectralComposer, compose_texts
+from utils.musiclime.lyric_tokens import PieceTokenizer, compose_texts
+from utils.musiclime.predict import ModelPredictor
 from utils.musiclime.separation import OracleSeparator
+from utils.musiclime.spectral import SpectralComposer
 
 
 @pytest.fixture(scope="module")
@@ -203,4 +206,3 @@ def test_autocast_is_close_to_fp32(song, fusion):
     assert 0 < np.abs(bf16 - fp32).max() < 0.02                      # different arithmetic, close answers
     with pytest.raises(ValueError, match="autocast"):
         ModelPredictor(fusion, profile, tokens, "cpu", autocast="int8")
-    assert ModelPredictor(fusion, profile, tokens, "cpu", chunk_size="auto").chunk_size == 256

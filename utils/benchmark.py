@@ -49,9 +49,12 @@ import numpy as np
 import torch
 
 from utils.config import PROJECT_ROOT, DATA_DIR, RESULTS_DIR, RUNS_DIR, STEMS, TASKS, Profile, get_profile, resolve_device
-from utils.musiclime.explainer import explain, fit_surrogate, sample_masks, cosine_distances
+from utils.musiclime.explainer import explain
 from utils.musiclime.factorization import SourceSeparationSegments, WordFeatures
-from utils.musiclime.predict import PHASES as PREDICTOR_PHASES, ModelPredictor, SpectralComposer
+from utils.musiclime.predict import PHASES as PREDICTOR_PHASES, ModelPredictor
+from utils.musiclime.sampling import sample_masks
+from utils.musiclime.spectral import SpectralComposer
+from utils.musiclime.surrogate import cosine_distances, fit_surrogate
 
 PHASES = ("separation", "composition", "features", "encoders", "head", "surrogate")
 MODALITIES = ("both", "audio", "lyrical")
@@ -562,7 +565,7 @@ def run_crossed_agreement(profile_name: str = "tiny", device: str = "cpu", songs
     from scipy.stats import spearmanr
 
     from utils.dataset_related.splits import read_split
-    from utils.musiclime.explainer import crossed_sizes
+    from utils.musiclime.sampling import crossed_sizes
     from utils.dataset_related.synth import read_metadata
 
     device = resolve_device(device)

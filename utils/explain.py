@@ -293,7 +293,8 @@ def read_lyrics(path: str | os.PathLike) -> str:
 
 def make_separator(name: str):
     """``hpss`` (weight-free, offline) or ``openunmix`` (the paper's; needs the package and its weights)."""
-    from utils.musiclime.separation import HPSSSeparator, OpenUnmixSeparator
+    from utils.musiclime.open_unmix import OpenUnmixSeparator
+    from utils.musiclime.separation import HPSSSeparator
 
     if name == "hpss":
         return HPSSSeparator()

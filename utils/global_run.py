@@ -46,7 +46,7 @@ import pandas as pd
 from utils.musiclime.aggregate import (AUDIO_FEATURE, accumulate, append_record, load_records, measures, merge_records,
                         merge_word_variants, parse_feature, run_global, settings_conflict)
 from utils.config import LABEL_COLUMNS, MODEL_KINDS, TASKS, Profile
-from utils.musiclime.explainer import SAMPLING
+from utils.musiclime.sampling import SAMPLING
 
 SEPARATORS = ("oracle", "hpss", "openunmix")
 MODALITIES = ("both", "audio", "lyrical")
@@ -99,7 +99,8 @@ def make_separator(name: str, corpus_dir: str | os.PathLike, cache_dir: str | os
     ``oracle`` reads the synthetic corpus's saved stems (nothing to cache). ``cache_dir``
     defaults to ``<corpus_dir>/separations/<name>``.
     """
-    from utils.musiclime.separation import CachedSeparator, HPSSSeparator, OpenUnmixSeparator, OracleSeparator
+    from utils.musiclime.open_unmix import OpenUnmixSeparator
+    from utils.musiclime.separation import CachedSeparator, HPSSSeparator, OracleSeparator
 
     if name == "oracle":
         return OracleSeparator(corpus_dir)

@@ -8,10 +8,10 @@ unperturbed song. It renders as
 * a ranked table (``ranked``, ``to_frame``), JSON (``to_json`` / ``from_json``) and the
   per-song record used by global aggregation (``to_record``);
 * audio: the top-k positive audio components and their complement as waveforms
-  (``listen``), notebook players (``audio_players``) or WAV files (``write_audio``);
+  (``listen``) or notebook players (``audio_players``);
 * lyrics as HTML with words shaded by weight (``lyrics_html``);
 * figures: a stems x segments heatmap (``plot_audio_heatmap``) and a top-k bar chart
-  mixing both modalities (``plot_top_features``).
+  mixing both modalities (``plot_top_features``), drawn by :mod:`utils.plotting`.
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from utils.config import STEMS
+from utils.io import atomic_write
+from utils.plotting import plot_signed_bars, plot_weight_grid
 
 FORMAT = "musiclime-explanation/1"
 MODALITIES = ("both", "audio", "lyrical")
@@ -229,8 +231,7 @@ class Explanation:
         """JSON text (floats round-trip exactly); also written to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
+            atomic_write(path, text)
         return text
 
     @classmethod
@@ -313,19 +314,6 @@ class Explanation:
         rate = self.factorization.sample_rate if self.factorization is not None else None
         return {name: Audio(wave, rate=rate, normalize=True) for name, wave in self.listen(label, k).items()}
 
-    def write_audio(self, out_dir: str | Path, label: int | None = None, k: int = 3,
-                    prefix: str = "") -> dict[str, Path]:
-        """Write :meth:`listen`'s waveforms as float WAV files ``<prefix>top.wav`` / ``<prefix>complement.wav``."""
-        import soundfile
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {}
-        for name, wave in self.listen(label, k).items():
-            paths[name] = out_dir / f"{prefix}{name}.wav"
-            soundfile.write(str(paths[name]), wave, self.factorization.sample_rate, subtype="FLOAT")
-        return paths
-
     # ------------------------------------------------------------ lyrics
     def lyrics_html(self, label: int | None = None) -> str:
         """The lyrics as HTML, each word (or line) shaded by its weight.
@@ -372,51 +360,16 @@ class Explanation:
         return grid, stems
 
     def plot_audio_heatmap(self, label: int | None = None, save_path: str | Path | None = None):
-        """Heatmap of audio weights, stems x segments; returns the matplotlib Figure."""
-        import matplotlib.pyplot as plt
-
+        """Heatmap of audio weights, stems x segments (:func:`utils.plotting.plot_weight_grid`); returns the Figure."""
         grid, rows = self.audio_weight_grid(label)
-        fit = self.fit(label)
-        scale = float(np.max(np.abs(grid))) or 1.0
-        fig, ax = plt.subplots(figsize=(1.0 + 0.7 * grid.shape[1], 1.2 + 0.5 * len(rows)))
-        image = ax.imshow(grid, cmap="RdYlGn", vmin=-scale, vmax=scale, aspect="auto")
-        ax.set_yticks(range(len(rows)), rows)
-        ax.set_xticks(range(grid.shape[1]), [str(k) for k in range(grid.shape[1])])
-        ax.set_xlabel("segment")
-        for (r, c), value in np.ndenumerate(grid):
-            ax.text(c, r, f"{value:.2g}", ha="center", va="center", fontsize=7)
-        ax.set_title(f"audio weights for '{self.label_name(fit.label)}'")
-        fig.colorbar(image, ax=ax, label="weight")
-        fig.tight_layout()
-        if save_path is not None:
-            Path(save_path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(save_path, dpi=150)
-        return fig
+        return plot_weight_grid(grid, rows, f"audio weights for '{self.label_name(self.fit(label).label)}'", save_path)
 
     def plot_top_features(self, label: int | None = None, k: int = 10, save_path: str | Path | None = None,
                           order: str = "abs"):
-        """Horizontal bars of the top-``k`` features of both modalities; returns the Figure."""
-        import matplotlib.pyplot as plt
-
+        """Top-``k`` features of both modalities as bars (:func:`utils.plotting.plot_signed_bars`); returns it."""
         rows = self.ranked(label, k=k, order=order)
-        fit = self.fit(label)
-        colours = {"audio": "tab:blue", "lyrics": "tab:orange"}
-        fig, ax = plt.subplots(figsize=(6, 0.6 + 0.35 * max(len(rows), 1)))
-        names = [r["name"] for r in rows][::-1]
-        weights = [r["weight"] for r in rows][::-1]
-        ax.barh(range(len(rows)), weights, color=[colours[r["modality"]] for r in rows][::-1])
-        ax.set_yticks(range(len(rows)), names)
-        ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_xlabel("weight")
-        ax.set_title(f"top {len(rows)} features for '{self.label_name(fit.label)}'")
-        shown = [m for m in colours if any(r["modality"] == m for r in rows)]
-        if shown:
-            ax.legend([plt.Rectangle((0, 0), 1, 1, color=colours[m]) for m in shown], shown, loc="best", fontsize=8)
-        fig.tight_layout()
-        if save_path is not None:
-            Path(save_path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(save_path, dpi=150)
-        return fig
+        return plot_signed_bars([r["name"] for r in rows], [r["weight"] for r in rows], [r["modality"] for r in rows],
+                                f"top {len(rows)} features for '{self.label_name(self.fit(label).label)}'", save_path)
 
     def __repr__(self) -> str:
         return (f"Explanation(modality={self.modality!r}, features={len(self.features)}, labels={self.labels}, "

@@ -167,10 +167,6 @@ class Factorization:
         return self._sample_rate
 
     @property
-    def duration_seconds(self) -> float:
-        return self.num_samples / self._sample_rate
-
-    @property
     def waveform(self) -> np.ndarray:
         """The truncated clip, ``(samples,)`` float32: what composing all components gives."""
         return self._waveform
