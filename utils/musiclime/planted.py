@@ -195,7 +195,7 @@ def planted_cue_summary(table: pd.DataFrame, planted: Mapping[str, Iterable[str]
     Parameters
     ----------
     table : DataFrame
-        :func:`aggregate_records` output (lyric words compared as they are: aggregate with
+        :func:`utils.musiclime.records.aggregate_records` output (lyric words compared as they are: aggregate with
         ``merge_case=True`` to match lowercase planted words).
     planted : dict
         class name -> planted features (:func:`planted_cues`).
