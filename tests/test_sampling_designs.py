@@ -147,7 +147,7 @@ def test_crossed_neighbourhood_rows_are_the_design():
 def test_compare_sampling_table():
     from types import SimpleNamespace
 
-    from utils.musiclime.sanity import compare_sampling
+    from utils.musiclime.song import compare_sampling
 
     fac, words = factorization(), WordFeatures(LYRICS)
     model = ToyFusion(fac.n_components, words.n_features, seed=6)

@@ -207,7 +207,7 @@ def load_model_and_tokens(profile: Profile, corpus_dir: Path, run_dir: Path, tas
     """The trained ``run_dir/task/kind/best`` model when it exists (tiny profile), else a randomly
     initialised one of the profile's config; tokens from the corpus tokenizer."""
     from utils.model_related.models import build_model, load_model
-    from utils.model_related.pipeline import prepare_tokens
+    from utils.model_related.inputs import prepare_tokens
     from utils.dataset_related.text import TokenCache
 
     profile_for_tokens = profile if profile.name == "tiny" else get_profile("tiny")

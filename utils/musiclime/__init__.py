@@ -14,6 +14,16 @@ What a notebook imports lives here; the modules behind it, one job each:
 * ``predict`` -- ``ModelPredictor`` / ``load_predictor``: our trained models as the black box;
 * ``spectral`` -- ``SpectralComposer``: AST features of perturbed clips straight from the masks;
 * ``lyric_tokens`` -- perturbed lyrics and their token ids, fast (``compose_texts``, ``PieceTokenizer``).
+
+Runs (notebooks 09 and 10, the explain command, global runs):
+
+* ``song`` -- one song -> its clip (one clip policy) -> components -> an explanation;
+* ``sanity`` -- the planted-cue check of local explanations;
+* ``planted`` -- the synthetic corpus's planted cues and where they land (local and global);
+* ``aggregate`` -- global measures W, C, I_LIME, I_AVG, I_H and modality / stem shares;
+* ``records`` -- the append-only record store of a global run, merging, records -> measures;
+* ``global_explain`` -- a global run: every song of a split, resumable and sharded;
+* ``report`` -- one explanation as a self-contained HTML page.
 """
 # core: separation, factorization, explainer, explanation, predict
 from utils.musiclime.explainer import explain
@@ -34,3 +44,29 @@ __all__ = [
     "ModelPredictor", "load_predictor",
     "Neighbourhood", "sample_neighbourhood", "sample_crossed_neighbourhood", "fit_surrogate",
 ]
+
+
+# runs: song, sanity, aggregate
+# (and planted, records, global_explain)
+from utils.musiclime.aggregate import (accumulate, measures, merge_word_variants, modality_shares, read_measures,
+                                       stem_shares, write_measures)
+from utils.musiclime.global_explain import KIND_MODALITIES, global_explain, run_global, select_songs
+from utils.musiclime.planted import (compare_planted, cue_rank, describe_cues, describe_planted, example_songs,
+                                     planted_cue_summary, planted_cues, song_planted_summary)
+from utils.musiclime.records import aggregate_records, load_records, merge_records
+from utils.musiclime.sanity import CUE_CHECKS, hit_rates, lyrics_ignored, plot_hit_rates, run_cue_checks
+from utils.musiclime.song import (SEPARATORS, SongClip, clip_window, compare_sampling, explain_song,
+                                  load_song_clip, make_separator, song_factorization, write_explanation)
+
+__all__ += [
+    # song
+    "SEPARATORS", "SongClip", "clip_window", "load_song_clip", "make_separator", "song_factorization",
+    "explain_song", "compare_sampling", "write_explanation",
+    # sanity and planted
+    "CUE_CHECKS", "run_cue_checks", "hit_rates", "lyrics_ignored", "plot_hit_rates", "cue_rank", "describe_cues",
+    "example_songs", "planted_cues", "planted_cue_summary", "song_planted_summary", "compare_planted",
+    "describe_planted",
+    # aggregate, records, global_explain
+    "accumulate", "measures", "merge_word_variants", "modality_shares", "stem_shares", "write_measures",
+    "read_measures", "load_records", "merge_records", "aggregate_records", "KIND_MODALITIES", "select_songs",
+    "run_global", "global_explain",

@@ -1,4 +1,4 @@
-"""Global aggregation of local MusicLIME explanations (after van der Linden et al. 2019).
+"""Global aggregation of local MusicLIME explanations (after van der Linden et al. 2019): the measures.
 
 Read top to bottom:
 
@@ -6,31 +6,20 @@ Read top to bottom:
    ``|weight|``) and ``C[c][j]`` (how many songs kept feature ``j``), per explained class ``c``.
 2. :func:`measures` -- ``W``, ``C`` -> a tidy table with ``I_LIME = sqrt(W)``, ``I_AVG = W / C`` and
    the homogeneity-weighted ``I_H = (1 - Hn) * I_LIME`` of every (class, feature).
-3. The record store for long global runs: an append-only JSON-lines file, one record per song,
-   written with one ``os.write`` + ``fsync`` per line (:func:`append_record`), read back by
-   :func:`load_records` (which drops and truncates away a half-written last line), driven by
-   :func:`run_global` (resumes, shards) and combined by :func:`merge_records`.
+3. :func:`modality_shares` / :func:`stem_shares` -- how a class's weight splits over modalities and
+   stems; :func:`write_measures` / :func:`read_measures` -- the table as CSV.
 
-A *record* is a dict::
-
-    {"id": "song-1",                       # str, unique
-     "label": 4,                           # explained class index (the authors: predicted class)
-     "probabilities": [0.1, ...],          # model output for the song (optional)
-     "weights": {"vocals0": 0.03, "love": -0.01, ...},   # LIME weight per feature
-     "modality": {"vocals0": "audio", "love": "lyrics"}, # optional
-     "settings": {"num_samples": 5000, ...}}             # optional
-
+Records come from the record store of a global run (:mod:`utils.musiclime.records`, which
+describes their format); at least ``id``, ``label`` and ``weights`` (feature -> LIME weight).
 Audio feature names are stem + segment index (``'vocals0'`` .. ``'other9'``); any other name is a
 lyric word.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import warnings
-import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -39,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from utils.config import STEMS
+from utils.io import atomic_path
 
 AUDIO_FEATURE = re.compile(r"^(" + "|".join(STEMS) + r")(\d+)$")
 """Matches audio component names: a stem name followed by the segment index."""
@@ -266,227 +256,21 @@ def _row_shares(sums: pd.DataFrame, value: str) -> pd.DataFrame:
     return shares
 
 
-# ---------------------------------------------------------------- 3. record store
-def _json_default(obj):
-    if isinstance(obj, (np.generic,)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+# ---------------------------------------------------------------- 4. the table as CSV
+def write_measures(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Save a measures table as CSV (creating the folder, written atomically); returns the path."""
+    with atomic_path(path) as part:
+        table.to_csv(part, index=False)
+    return Path(path)
 
 
-def append_record(path: str | os.PathLike, record: Mapping) -> None:
-    """Append one record as one JSON line: a single ``os.write`` of the whole line, then ``fsync``.
-
-    A process killed during the call leaves either nothing or a partial last line without its
-    newline, which :func:`load_records` drops.
-    """
-    line = (json.dumps(record, sort_keys=True, default=_json_default) + "\n").encode("utf-8")
-    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        written = os.write(fd, line)
-        if written != len(line):
-            raise OSError(f"{path}: short write ({written} of {len(line)} bytes)")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def load_records(path: str | os.PathLike, repair: bool = True) -> list[dict]:
-    """Read a records file written by :func:`append_record`.
-
-    A last line without its trailing newline, or one that is not valid JSON, is a write cut
-    short by a kill: it is dropped (with a warning) and, when ``repair``, truncated away so
-    that later appends start on a clean line; that song is redone by :func:`run_global`.
-    Duplicate ids keep the first record (warning). A missing file gives ``[]``.
-
-    Raises
-    ------
-    ValueError
-        A bad line that is not the last one, or a record without a string ``id``
-        (names the file and line number).
-    """
-    path = Path(path)
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")   # the last element is b"" when the file ends with a newline
-    complete, tail = lines[:-1], lines[-1]
-    good_bytes = len(data) - len(tail)
-    parsed: list[dict] = []
-    for number, raw in enumerate(complete, start=1):
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            if number == len(complete) and not tail:
-                warnings.warn(f"{path}: dropping unparsable last line {number} ({err}); that song will be redone")
-                good_bytes -= len(raw) + 1
-                break
-            raise ValueError(f"{path}, line {number}: not a JSON record ({err})") from err
-        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-            raise ValueError(f"{path}, line {number}: a record must be a JSON object with a string 'id'")
-        parsed.append(record)
-    if tail:
-        warnings.warn(f"{path}: dropping a half-written last line ({len(tail)} bytes); that song will be redone")
-    if repair and good_bytes < len(data):
-        with open(path, "r+b") as handle:
-            handle.truncate(good_bytes)
-            handle.flush()
-            os.fsync(handle.fileno())
-    records: list[dict] = []
-    seen: set[str] = set()
-    for record in parsed:
-        if record["id"] in seen:
-            warnings.warn(f"{path}: duplicate record id {record['id']!r}; keeping the first")
-            continue
-        seen.add(record["id"])
-        records.append(record)
-    return records
-
-
-def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
-    """``'2/3'`` or ``(2, 3)`` -> ``(2, 3)`` (1-based shard ``k`` of ``n``); ``None`` -> ``(1, 1)``."""
-    if shard is None:
-        return 1, 1
-    try:
-        k, n = (int(x) for x in shard.split("/")) if isinstance(shard, str) else (int(shard[0]), int(shard[1]))
-    except (ValueError, TypeError, IndexError):
-        raise ValueError(f"shard must be 'k/n' or (k, n), got {shard!r}") from None
-    if n < 1 or not 1 <= k <= n:
-        raise ValueError(f"shard {shard!r}: need 1 <= k <= n")
-    return k, n
-
-
-def shard_of(song_id: str, n: int) -> int:
-    """1-based shard of ``song_id`` among ``n``: ``zlib.crc32(id as UTF-8) % n + 1``.
-
-    CRC-32 is stable across processes and Python versions (unlike ``hash``), so every machine
-    puts a song in the same shard.
-    """
-    return zlib.crc32(song_id.encode("utf-8")) % n + 1
-
-
-def _item_id(item, position: int) -> str:
-    try:
-        song_id = item["id"]
-    except (KeyError, TypeError, IndexError):
-        raise ValueError(f"item {position} has no 'id'") from None
-    if not isinstance(song_id, str) or not song_id:
-        raise ValueError(f"item {position}: id {song_id!r} is not a non-empty string")
-    return song_id
-
-
-SETTINGS_DEFAULTS = {"sampling": "iid"}
-"""Settings a record made before they existed implicitly had (i.i.d. explanations carry no
-``sampling`` key)."""
-
-
-def settings_conflict(records: Iterable[Mapping], settings: Mapping) -> str | None:
-    """Why ``records`` cannot be resumed with run ``settings`` (None: they can).
-
-    A conflict is a key in both a record's ``settings`` and ``settings`` with different
-    values; a record made before a key existed counts as having its default
-    (:data:`SETTINGS_DEFAULTS`).
-    """
-    for record in records:
-        stored = {**SETTINGS_DEFAULTS, **(record.get("settings") or {})}
-        for key, value in settings.items():
-            if key in stored and stored[key] != json.loads(json.dumps(value, default=_json_default)):
-                return f"record {record['id']!r} was made with {key}={stored[key]!r}, this run uses {key}={value!r}"
-    return None
-
-
-def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping],
-               records_path: str | os.PathLike, shard: str | tuple[int, int] | None = None,
-               settings: Mapping | None = None, progress: bool = True) -> list[dict]:
-    """Explain every item of this shard once, appending one record per song; resumable.
-
-    Parameters
-    ----------
-    items : iterable of mappings with an ``'id'`` (str)
-        The songs, e.g. ``read_split(...).to_dict('records')``.
-    explain_fn : callable
-        ``explain_fn(item) -> record`` (see the module docstring). ``id`` is filled in when
-        missing and must equal the item's otherwise.
-    records_path : path
-        JSON-lines file (created if missing). Ids already in it are skipped, so re-running after
-        a crash or kill continues where it stopped; a half-written last line is repaired first.
-    shard : ``'k/n'`` or ``(k, n)``, optional
-        Take only the items with :func:`shard_of` ``(id, n) == k`` (``crc32(id) % n == k - 1``).
-        Different shards can run on different machines into different files; combine them with
-        :func:`merge_records`.
-    settings : dict, optional
-        Run settings (``num_samples``, seed, model, ...) stored in every record's ``settings``.
-        Resuming with settings that differ from those already in the file raises ``ValueError``.
-    progress : bool
-        Show a tqdm bar (with ETA) over this shard's songs.
-
-    Returns
-    -------
-    list of dict
-        This shard's records in ``items`` order (earlier runs' records included).
-    """
-    from tqdm.auto import tqdm
-
-    k, n = parse_shard(shard)
-    settings = dict(settings or {})
-    records_path = Path(records_path)
-    records_path.parent.mkdir(parents=True, exist_ok=True)
-    done = {r["id"]: r for r in load_records(records_path, repair=True)}
-    conflict = settings_conflict(done.values(), settings)
-    if conflict:
-        raise ValueError(f"{records_path}: {conflict}; use another records file")
-    mine: list[tuple[str, Mapping]] = []
-    seen: set[str] = set()
-    for position, item in enumerate(items):
-        song_id = _item_id(item, position)
-        if song_id in seen:
-            raise ValueError(f"duplicate item id {song_id!r} in items")
-        seen.add(song_id)
-        if shard_of(song_id, n) == k:
-            mine.append((song_id, item))
-    already = sum(song_id in done for song_id, _ in mine)
-    bar = tqdm(total=len(mine), initial=already, desc=f"global run, shard {k}/{n}", unit="song",
-               disable=not progress)
-    try:
-        for song_id, item in mine:
-            if song_id in done:
-                continue
-            record = dict(explain_fn(item))
-            record.setdefault("id", song_id)
-            if record["id"] != song_id:
-                raise ValueError(f"explain_fn returned id {record['id']!r} for item {song_id!r}")
-            if settings:
-                record["settings"] = {**(record.get("settings") or {}), **settings}
-            # normalise numpy types now so the in-memory record equals the stored one
-            record = json.loads(json.dumps(record, sort_keys=True, default=_json_default))
-            append_record(records_path, record)
-            done[song_id] = record
-            bar.update(1)
-    finally:
-        bar.close()
-    return [done[song_id] for song_id, _ in mine]
-
-
-def merge_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
-    """Combine records files (e.g. one per shard) into one list sorted by id.
-
-    The same id in several files is kept once when its ``label`` and ``weights`` agree; if they
-    differ, ``ValueError`` names the id and both files. Because ``W`` and ``C`` are recomputed
-    from the records (:func:`accumulate`), the order of ``paths`` does not matter.
-    """
-    merged: dict[str, tuple[dict, Path]] = {}
-    for path in paths:
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"records file {path} does not exist")
-        for record in load_records(path, repair=False):
-            song_id = record["id"]
-            if song_id in merged:
-                first, first_path = merged[song_id]
-                if first.get("weights") != record.get("weights") or first.get("label") != record.get("label"):
-                    raise ValueError(f"record {song_id!r} differs between {first_path} and {path} "
-                                     f"(label or weights)")
-                continue
-            merged[song_id] = (record, path)
-    return [merged[song_id][0] for song_id in sorted(merged)]
+def read_measures(path: str | os.PathLike, class_names: Sequence[str]) -> pd.DataFrame:
+    """Read a CSV written by :func:`write_measures` back into the :func:`measures` dtypes."""
+    table = pd.read_csv(path, keep_default_na=False, na_values={"stem": [""], "segment": [""]})
+    table["feature"] = table["feature"].astype(str)
+    table["class"] = pd.Categorical(table["class"], categories=[str(c) for c in class_names])
+    if table["class"].isna().any():
+        raise ValueError(f"{path}: classes outside {list(class_names)}")
+    table["stem"] = table["stem"].astype("string")
+    table["segment"] = table["segment"].astype("Int64")
+    return table

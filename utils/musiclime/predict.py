@@ -357,8 +357,9 @@ def load_predictor(run_dir: str | Path, task: str, kind: str, profile: Profile, 
 
     ``options`` go to :class:`ModelPredictor` (``chunk_size``, ``features``, ``autocast``).
     """
-    from utils.model_related.pipeline import prepare_tokens, trained_model
+    from utils.model_related.inputs import prepare_tokens
+    from utils.model_related.models import load_trained
 
     device = resolve_device(device)
     tokens = prepare_tokens(profile, corpus_dir) if kind in ("lyrics", "multimodal") else None
-    return ModelPredictor(trained_model(run_dir, task, kind, device=device), profile, tokens, device=device, **options)
+    return ModelPredictor(load_trained(run_dir, task, kind, device=device), profile, tokens, device=device, **options)

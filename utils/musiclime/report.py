@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from utils.musiclime.explanation import Explanation
+from utils.plotting import DPI
 
 CHART_FEATURES = 10
 """Bars in the top-features chart (both modalities, by |weight|)."""
@@ -77,12 +78,13 @@ def wav_data_uri(waveform: np.ndarray, sample_rate: int, scale: float = 1.0) -> 
     return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def png_data_uri(figure: Any, dpi: int = 100) -> str:
-    """A matplotlib figure as a ``data:image/png;base64,...`` URI; the figure is closed."""
+def png_data_uri(figure: Any) -> str:
+    """A matplotlib figure as a ``data:image/png;base64,...`` URI (the project's :data:`utils.plotting.DPI`,
+    tight, as :func:`utils.plotting.save_figure` saves); the figure is closed."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 

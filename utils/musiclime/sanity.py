@@ -17,14 +17,10 @@ predicted songs the true class is the predicted class, so the hit rate restricte
 (``hit_rate_correct`` in :func:`hit_rates`) is the paper's setting (explain the predicted
 class) without a second explanation.
 
-Checks (:data:`CUE_CHECKS`): the multimodal model in ``'both'`` mode (audio and lyric cues,
-ranked among all features), ``'audio'`` mode (audio cues) and ``'lyrical'`` mode (lyric
-cues); the audio model in ``'audio'`` mode; the lyrics model in ``'lyrical'`` mode; and the
-audio model in ``'both'`` mode, where the lyrics are perturbed but never reach the model: no
-lyric feature should outweigh the best audio feature (:func:`lyrics_ignored`).
-
-Explanations are written as JSON under ``cache_dir`` (one file per check and song), so a
-long run resumes where it stopped.
+The checks are :data:`CUE_CHECKS`; the audio model in ``'both'`` mode also checks that lyrics it
+never sees get no weight (:func:`lyrics_ignored`). Explanations are cached as JSON under
+``cache_dir`` (one file per check and song), so a long run resumes where it stopped. The song
+becomes components through :func:`utils.musiclime.song.song_factorization`, as everywhere.
 """
 from __future__ import annotations
 
@@ -39,8 +35,9 @@ import pandas as pd
 
 from utils.config import GENRES, Profile
 from utils.musiclime.explanation import Explanation
+from utils.musiclime.planted import TOP_K, cue_rank, cue_songs, genre_cues, is_hit, modality_margin
+from utils.plotting import save_figure
 
-TOP_K = 3
 TARGET_HIT_RATE = 0.8
 """The issue's target: the planted cue in the top 3 for at least 80% of the songs, per modality."""
 
@@ -90,226 +87,26 @@ def get_checks(names: Sequence[str] | None = None) -> tuple[CueCheck, ...]:
     return tuple(by_name[n] for n in names)
 
 
-# ---------------------------------------------------------------- songs and cues
-def genre_cues(metadata: Mapping[str, dict], song_id: str, modalities: Sequence[str] = ("audio", "lyrics")) -> list[dict]:
-    """The planted genre cues of ``song_id`` whose modality is in ``modalities``.
-
-    Each cue is a metadata dict: audio cues carry ``component`` (e.g. ``'bass1'``), lyric
-    cues ``word``.
-    """
-    if song_id not in metadata:
-        raise KeyError(f"song id {song_id!r} has no planted-cue metadata (is this the corpus the songs come from?)")
-    return [c for c in metadata[song_id]["genre_cues"] if c["modality"] in modalities]
-
-
-def cue_songs(frame: pd.DataFrame, metadata: Mapping[str, dict], modalities: Sequence[str] = ("audio", "lyrics"),
-              songs_per_class: int | None = None) -> pd.DataFrame:
-    """Songs of ``frame`` with at least one genre cue of ``modalities``, in file order.
-
-    Parameters
-    ----------
-    frame : a split DataFrame (``id``, ``primary_short``, ``lyrics``).
-    metadata : :func:`utils.dataset_related.synth.read_metadata` of the same corpus.
-    modalities : cue modalities that qualify a song.
-    songs_per_class : keep the first ``n`` qualifying songs of each genre (all when None).
-        The choice depends only on the file order, never on the model or its explanation.
-    """
-    if songs_per_class is not None and songs_per_class < 1:
-        raise ValueError(f"songs_per_class must be >= 1 or None, got {songs_per_class}")
-    keep = [bool(genre_cues(metadata, song_id, modalities)) for song_id in frame["id"]]
-    selected = frame[np.asarray(keep, dtype=bool)]
-    if songs_per_class is not None:
-        selected = selected.groupby("primary_short", sort=False).head(songs_per_class)
-    return selected.reset_index(drop=True)
-
-
-EXAMPLE_GENRES = ("hip hop", "folk", "rock", "electronic", "punk", "pop", "heavy music", "rhythm music",
-                  "alternative rock")
-"""Genres for example songs, in order: an audio cue, a lyric cue, both, and so on."""
-
-
-def example_songs(frame: pd.DataFrame, n: int, genres: Sequence[str] = EXAMPLE_GENRES) -> pd.DataFrame:
-    """The first song (file order) of each of the first ``n`` of ``genres`` present in ``frame``."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    firsts = frame.groupby("primary_short", sort=False).head(1).set_index("primary_short", drop=False)
-    chosen = [g for g in genres if g in firsts.index][:n]
-    if not chosen:
-        raise ValueError(f"no song of genres {list(genres)} in the frame")
-    return firsts.loc[chosen].reset_index(drop=True)
-
-
-def song_factorization(corpus_dir: str | Path, song_id: str, profile: Profile, separator: Any,
-                       num_segments: int | None = None):
-    """The paper's audio components of one corpus song: ``SourceSeparationSegments``.
-
-    The clip is ``<corpus_dir>/audio/<id>.*`` at the profile's rate, cut to its clip length
-    (``profile.audio.clip_seconds``); ``separator`` is any :mod:`utils.musiclime.separation`
-    separator (the oracle needs the id, which is passed along).
-    """
-    from utils.musiclime.factorization import SourceSeparationSegments
-    from utils.dataset_related.features import find_audio, load_clip
-
-    waveform = load_clip(find_audio(Path(corpus_dir) / "audio", song_id), profile.audio, name=f"song {song_id!r}",
-                         pad=True)
-    return SourceSeparationSegments(waveform, profile.audio.sample_rate, separator,
-                                    num_segments=num_segments or profile.num_segments, track_id=song_id)
-
-
-def explain_song(predictor: Any, corpus_dir: str | Path, song: Any, profile: Profile, *, separator: Any = None,
-                 modality: str = "both", labels: Sequence[int] | None = None, num_samples: int = 1000,
-                 batch_size: int = 250, seed: int = 0, num_segments: int | None = None,
-                 factorization: Any = None, class_names: Sequence[str] = GENRES) -> Explanation:
-    """MusicLIME explanation of one corpus song (a split row with ``id`` and ``lyrics``).
-
-    Parameters
-    ----------
-    predictor : the black box (e.g. :func:`utils.musiclime.predict.load_predictor`; its fast path is used).
-    separator : any :mod:`utils.musiclime.separation` separator; needed unless ``factorization`` is
-        given or the predictor is a lyrics model (``predictor.kind == 'lyrics'``), which is
-        explained without audio.
-    modality : ``'both'``, ``'audio'`` or ``'lyrical'``.
-    labels : classes to explain (default the predicted class, as the paper).
-    num_samples, batch_size, seed : the explainer's settings.
-    factorization : reuse an existing ``SourceSeparationSegments`` of this song.
-
-    Returns
-    -------
-    Explanation (with the factorization attached when audio was perturbed, for listening).
-    """
-    from utils.musiclime.explainer import explain
-
-    needs_audio = getattr(predictor, "kind", None) != "lyrics"
-    if needs_audio and factorization is None:
-        if separator is None:
-            raise ValueError(f"song {song.id!r}: give separator= or factorization= to explain audio")
-        factorization = song_factorization(corpus_dir, song.id, profile, separator, num_segments)
-    return explain(predictor, factorization if needs_audio else None, song.lyrics,
-                   sample_rate=profile.audio.sample_rate, modality=modality, labels=labels,
-                   num_samples=num_samples, batch_size=batch_size, seed=seed, class_names=class_names)
-
-
-def compare_sampling(predictor: Any, factorization: Any, lyrics: str, profile: Profile, *,
-                     designs: Sequence[str] = ("iid", "antithetic", "crossed"), num_samples: int = 1000,
-                     seed: int = 0, k: int = 10, class_names: Sequence[str] = GENRES) -> pd.DataFrame:
-    """One song explained with each neighbourhood design (:func:`utils.musiclime.explainer.explain`'s ``sampling``).
-
-    All designs explain the class the model predicts for the intact song, in ``'both'``
-    mode. ``'crossed'`` needs a late-fusion predictor (``predict_crossed``).
-
-    Returns
-    -------
-    pd.DataFrame, one row per design: ``design``, ``rows`` (surrogate rows), ``encoder_passes``
-    (encoder rows actually run, audio + text), ``seconds``, ``top`` (the ``k`` best features by
-    weight), ``overlap_with_first`` (share of the first design's top ``k``).
-    """
-    from utils.musiclime.explainer import explain
-
-    rows, first_top, label = [], None, None
-    for design in designs:
-        if hasattr(predictor, "reset_counters"):
-            predictor.reset_counters()
-        tick = time.perf_counter()
-        explanation = explain(predictor, factorization, lyrics, sample_rate=profile.audio.sample_rate,
-                              labels=None if label is None else [label], num_samples=num_samples,
-                              batch_size=num_samples, seed=seed, sampling=design, class_names=class_names)
-        seconds = time.perf_counter() - tick
-        label = explanation.labels[0] if label is None else label
-        top = [row["name"] for row in explanation.ranked(label, k=k)]
-        first_top = top if first_top is None else first_top
-        calls = getattr(predictor, "calls", {})
-        rows.append({"design": design, "rows": explanation.settings["num_samples"],
-                     "encoder_passes": calls.get("audio_rows", 0) + calls.get("text_rows", 0),
-                     "seconds": round(seconds, 2), "top": top,
-                     "overlap_with_first": len(set(top) & set(first_top)) / max(len(first_top), 1)})
-    return pd.DataFrame(rows)
-
-
-def describe_cues(metadata: Mapping[str, dict], song_id: str) -> str:
-    """One line naming the planted genre cues of a song, e.g. ``'hip hop: audio bass1 (boom808)'``."""
-    record = metadata[song_id] if song_id in metadata else None
-    if record is None:
-        raise KeyError(f"song id {song_id!r} has no planted-cue metadata")
-    parts = [f"audio {c['component']} ({c['sound']}, {c['start_s']:.1f}-{c['end_s']:.1f} s)" if c["modality"] == "audio"
-             else f"lyric word '{c['word']}'" for c in record["genre_cues"]]
-    return f"{record['genre']}: " + (", ".join(parts) if parts else "no planted genre cue")
-
-
-def write_explanation(explanation: Explanation, out_dir: str | Path, name: str, label: int | None = None,
-                      k: int = 10) -> dict[str, Path]:
-    """Save one explanation: ``explanations/<name>.json`` and ``.csv`` and its figures.
-
-    Writes ``<out_dir>/explanations/<name>.json`` (:meth:`Explanation.to_json`),
-    ``<out_dir>/explanations/<name>.csv`` (:meth:`Explanation.to_frame`),
-    ``<out_dir>/figures/<name>_top.png`` (top-``k`` bars of both modalities) and, when the
-    explanation has audio features, ``<out_dir>/figures/<name>_heatmap.png`` (stems x
-    segments). Returns the paths by kind (``json``, ``csv``, ``top``, ``heatmap``).
-    """
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    paths = {"json": out_dir / "explanations" / f"{name}.json", "csv": out_dir / "explanations" / f"{name}.csv",
-             "top": out_dir / "figures" / f"{name}_top.png"}
-    explanation.to_json(paths["json"])
-    explanation.to_frame(label).to_csv(paths["csv"], index=False)
-    plt.close(explanation.plot_top_features(label, k=k, save_path=paths["top"], order="weight"))
-    if explanation.audio_features:
-        paths["heatmap"] = out_dir / "figures" / f"{name}_heatmap.png"
-        plt.close(explanation.plot_audio_heatmap(label, save_path=paths["heatmap"]))
-    return paths
-
-
-# ---------------------------------------------------------------- scoring one explanation
-def _matches(feature: dict, cue: dict) -> bool:
-    if cue["modality"] == "audio":
-        return feature["modality"] == "audio" and feature["name"] == cue["component"]
-    return feature["modality"] == "lyrics" and feature["name"].lower() == cue["word"].lower()
-
-
-def cue_rank(explanation: Explanation, cue: dict, label: int | None = None) -> dict:
-    """Where a planted cue lands in the explanation of ``label``.
-
-    Features are ranked by signed weight, largest first, over all features of the
-    explanation (both modalities in ``'both'`` mode). A lyric cue matches every feature
-    spelling the word (case-insensitive: a line-initial word is capitalised); the best
-    one counts.
-
-    Returns
-    -------
-    dict
-        ``rank`` (1-based, over all features), ``rank_in_modality`` (1-based, among the
-        cue's modality), ``weight`` of the cue feature (NaN if absent) and ``feature``
-        (its name; None if the explanation has no such feature).
-    """
-    ranked = explanation.ranked(label, order="weight")
-    for rank, feature in enumerate(ranked, start=1):
-        if _matches(feature, cue):
-            same = [f for f in ranked if f["modality"] == feature["modality"]]
-            return {"rank": rank, "rank_in_modality": 1 + same.index(feature), "weight": feature["weight"],
-                    "feature": feature["name"]}
-    return {"rank": None, "rank_in_modality": None, "weight": float("nan"), "feature": None}
-
-
-def is_hit(rank: dict, k: int = TOP_K) -> bool:
-    """A cue is found when its weight is positive and it ranks in the top ``k``."""
-    return rank["rank"] is not None and rank["weight"] > 0 and rank["rank"] <= k
-
-
-def modality_margin(explanation: Explanation, label: int | None = None) -> dict:
-    """``max |lyric weight|`` against the best (largest signed) audio weight of ``label``.
-
-    For a model that never sees lyrics the lyric weights are regression noise, so
-    ``lyrics_ignored`` (max |lyric weight| < best audio weight) should hold.
-    """
-    rows = explanation.ranked(label, order="weight")
-    lyric = [abs(r["weight"]) for r in rows if r["modality"] == "lyrics"]
-    audio = [r["weight"] for r in rows if r["modality"] == "audio"]
-    if not lyric or not audio:
-        raise ValueError(f"modality_margin needs an explanation of both modalities, got modality "
-                         f"{explanation.modality!r}")
-    max_lyric, best_audio = float(max(lyric)), float(max(audio))
-    return {"max_abs_lyric_weight": max_lyric, "best_audio_weight": best_audio,
-            "lyrics_ignored": bool(max_lyric < best_audio)}
+def cue_rows(explanation: Explanation, check: CueCheck, song: Any, metadata: Mapping[str, dict], k: int,
+             seconds: float) -> list[dict]:
+    """The :func:`run_cue_checks` rows of one song's explanation (of its true genre): one per cue of ``check``."""
+    label = GENRES.index(song.primary_short)
+    predicted = int(np.argmax(explanation.probabilities))
+    common = {"check": check.name, "model": check.model, "modality": check.modality, "id": song.id,
+              "genre": song.primary_short, "predicted": GENRES[predicted], "correct": predicted == label,
+              "probability": float(explanation.probabilities[label]),
+              "top": [r["name"] for r in explanation.ranked(label, k=k, positive_only=True)],
+              "score": explanation.fit(label).score, "seconds": seconds}
+    if check.modality == "both":
+        common.update(modality_margin(explanation, label))
+    rows = []
+    for cue in genre_cues(metadata, song.id, check.cues):
+        rank = cue_rank(explanation, cue, label)
+        rows.append({**common, "cue_modality": cue["modality"],
+                     "cue": cue["component"] if cue["modality"] == "audio" else cue["word"],
+                     "rank": rank["rank"], "rank_in_modality": rank["rank_in_modality"],
+                     "weight": rank["weight"], "hit": is_hit(rank, k)})
+    return rows
 
 
 # ---------------------------------------------------------------- the run
@@ -385,6 +182,7 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
 
     from utils.musiclime.explainer import explain
     from utils.musiclime.factorization import WordFeatures
+    from utils.musiclime.song import song_factorization
 
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -415,7 +213,8 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
                 explanation = Explanation.from_json(path)
             else:
                 if check.model != "lyrics" and factorization is None:     # the lyrics model never gets audio
-                    factorization = song_factorization(corpus_dir, song.id, profile, separator, num_segments)
+                    factorization = song_factorization(corpus_dir, song.id, profile, separator,
+                                                       num_segments=num_segments)
                 started = time.perf_counter()
                 explanation = explain(predictors[check.model], factorization if check.model != "lyrics" else None,
                                       words, sample_rate=profile.audio.sample_rate, modality=check.modality,
@@ -424,20 +223,7 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
                 seconds = time.perf_counter() - started
                 if path is not None:
                     explanation.to_json(path)
-            predicted = int(np.argmax(explanation.probabilities))
-            common = {"check": check.name, "model": check.model, "modality": check.modality, "id": song.id,
-                      "genre": song.primary_short, "predicted": GENRES[predicted], "correct": predicted == label,
-                      "probability": float(explanation.probabilities[label]),
-                      "top": [r["name"] for r in explanation.ranked(label, k=k, positive_only=True)],
-                      "score": explanation.fit(label).score, "seconds": seconds}
-            if check.modality == "both":
-                common.update(modality_margin(explanation, label))
-            for cue in genre_cues(metadata, song.id, check.cues):
-                rank = cue_rank(explanation, cue, label)
-                rows.append({**common, "cue_modality": cue["modality"],
-                             "cue": cue["component"] if cue["modality"] == "audio" else cue["word"],
-                             "rank": rank["rank"], "rank_in_modality": rank["rank_in_modality"],
-                             "weight": rank["weight"], "hit": is_hit(rank, k)})
+            rows += cue_rows(explanation, check, song, metadata, k, seconds)
     return pd.DataFrame(rows)
 
 
@@ -523,7 +309,4 @@ def plot_hit_rates(results: pd.DataFrame, save_path: str | Path | None = None, k
     ax.set_title("Planted-cue sanity check: does the explanation of the true class find the cue?")
     ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(1.0, 0.0))
     fig.tight_layout()
-    if save_path is not None:
-        Path(save_path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(save_path, dpi=150, bbox_inches="tight")
-    return fig
+    return save_figure(fig, save_path)
