@@ -70,3 +70,4 @@ __all__ += [
     "accumulate", "measures", "merge_word_variants", "modality_shares", "stem_shares", "write_measures",
     "read_measures", "load_records", "merge_records", "aggregate_records", "KIND_MODALITIES", "select_songs",
     "run_global", "global_explain",
+]
