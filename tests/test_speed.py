@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.benchmark import AuthorsLoop, _column_split
+from utils.musiclime.authors_loop import AuthorsLoop
 from utils.config import get_profile
 from utils.musiclime.explainer import explain, sample_crossed_neighbourhood, sample_masks
 from utils.musiclime.factorization import LineFeatures, SourceSeparationSegments, TimeSegments, WordFeatures
@@ -17,6 +17,7 @@ from utils.model_related.models import build_model
 from utils.model_related.pipeline import load_splits, prepare_tokens
 from utils.musiclime.predict import ModelPredictor, PieceTokenizer, SpectralComposer, compose_texts
 from utils.musiclime.separation import OracleSeparator
+from utils.musiclime.speed import split_mask_columns
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +188,7 @@ def test_authors_loop_gives_the_fast_path_predictions(song, fusion, modality):
     loop = AuthorsLoop(fusion, profile, tokens.tokenizer, "cpu")
     slow = loop.predictions(masks, factorization, words, modality)
     fast = ModelPredictor(fusion, profile, tokens, "cpu").predict_masks(
-        *_column_split(masks, modality, 40, words.n_features), factorization, words)
+        *split_mask_columns(masks, modality, 40, words.n_features), factorization, words)
     assert slow.shape == fast.shape == (13, 9)
     assert np.abs(slow - fast).max() < 1e-4
     assert loop.timings["features"] > 0 and loop.timings["model"] > 0
