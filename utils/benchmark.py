@@ -127,7 +127,8 @@ def write_results(results: dict, out_dir: Path = RESULTS_DIR) -> tuple[Path, Pat
     merged.update(results)
     atomic_write(path, json.dumps(merged, indent=1, default=float))
     markdown = out_dir / "speed.md"
-    atomic_write(markdown, "# Explanation speed\n\nWritten by `python -m utils.benchmark`.\n\n" + speed_markdown(merged))
+    header = "# Explanation speed\n\nWritten by `python -m utils.benchmark`.\n\n"
+    atomic_write(markdown, header + speed_markdown(merged))
     return path, markdown
 
 
@@ -136,7 +137,8 @@ def _strip(results: dict) -> dict:
                                  else o.item()))
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m utils.benchmark``."""
     parser = argparse.ArgumentParser(prog="python -m utils.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=("speed", "crossed", "all"), default="speed")
     parser.add_argument("--profile", choices=("tiny", "paper"), default="tiny")
@@ -162,7 +164,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the parts asked for, print the tables and (unless ``--no-write``) write speed.json / speed.md."""
+    args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     results = {}

@@ -1,4 +1,6 @@
-"""How well crossed and antithetic sampling agree with the i.i.d. explanation (``python -m utils.benchmark --part crossed``).
+"""How well crossed and antithetic sampling agree with the i.i.d. explanation.
+
+Measured by ``python -m utils.benchmark --part crossed``.
 
 :func:`run_crossed_agreement` explains ``songs`` test songs of the synthetic corpus with the
 trained multimodal model ``runs/<profile>/<task>/multimodal/best``, once per sampling design, and

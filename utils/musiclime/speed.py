@@ -139,7 +139,8 @@ def time_fast(model, song: Song, tokens, profile: Profile, modality: str, num_sa
                           sample_rate=profile.audio.sample_rate, modality=modality, num_samples=num_samples,
                           batch_size=num_samples, seed=seed, sampling=sampling, crossed_masks=crossed_masks)
     wall = time.perf_counter() - tick          # explain() ends on host arrays: nothing left queued
-    phases = {phase: float(sum(predictor.timings.get(k, 0.0) for k in keys)) for phase, keys in PREDICTOR_PHASES.items()}
+    phases = {phase: float(sum(predictor.timings.get(k, 0.0) for k in keys))
+              for phase, keys in PREDICTOR_PHASES.items()}
     phases["surrogate"] = max(0.0, wall - sum(phases.values()))   # lime fit + masks, distances, checks
     details = {k: float(v) for k, v in predictor.timings.items()}
     return {"wall": wall, "phases": phases, "details": details, "encoder_passes": dict(predictor.calls),
