@@ -82,7 +82,7 @@ def test_genre_pop_heatmap_reproduces_published_values(real_published_dir, tmp_p
     assert matrix.shape == (4, 10)
     assert np.round(matrix[STEMS.index("vocals")], 3).tolist() == POP_VOCALS
     assert np.array_equal(heatmap_matrix(table, 5), matrix)             # class index 5 == pop
-    fig = plot_audio_heatmap(table, "pop", stems=PAPER_HEATMAP_STEMS, path=tmp_path / "pop.png")
+    fig = plot_audio_heatmap(table, "pop", stems=PAPER_HEATMAP_STEMS, save_path=tmp_path / "pop.png")
     texts = _texts(fig)
     assert len(texts) == 40 and texts[:10] == [f"{v:.3f}" for v in POP_VOCALS]
     assert texts[13] == "0.0087"                                        # bass3, as printed by the authors

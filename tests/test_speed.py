@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.benchmark import AuthorsLoop, _column_split
+from utils.musiclime.authors_loop import AuthorsLoop
 from utils.config import get_profile
 from utils.musiclime.explainer import explain
 from utils.musiclime.sampling import sample_crossed_neighbourhood, sample_masks
@@ -20,6 +20,7 @@ from utils.musiclime.lyric_tokens import PieceTokenizer, compose_texts
 from utils.musiclime.predict import ModelPredictor
 from utils.musiclime.separation import OracleSeparator
 from utils.musiclime.spectral import SpectralComposer
+from utils.musiclime.speed import split_mask_columns
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +191,7 @@ def test_authors_loop_gives_the_fast_path_predictions(song, fusion, modality):
     loop = AuthorsLoop(fusion, profile, tokens.tokenizer, "cpu")
     slow = loop.predictions(masks, factorization, words, modality)
     fast = ModelPredictor(fusion, profile, tokens, "cpu").predict_masks(
-        *_column_split(masks, modality, 40, words.n_features), factorization, words)
+        *split_mask_columns(masks, modality, 40, words.n_features), factorization, words)
     assert slow.shape == fast.shape == (13, 9)
     assert np.abs(slow - fast).max() < 1e-4
     assert loop.timings["features"] > 0 and loop.timings["model"] > 0

@@ -38,7 +38,6 @@ import hashlib
 import io
 import os
 import pickle
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -49,6 +48,7 @@ from typing import Mapping
 import numpy as np
 
 from utils.config import AUDIOSET_GENRES, EMOTIONS, GENRES
+from utils.io import atomic_write
 
 # ---------------------------------------------------------------- what the files are
 SOURCE_URL_PATTERN = (
@@ -255,14 +255,13 @@ def _file_url(source: str, file_name: str) -> str:
 
 
 def fetch_url(url: str, destination: Path, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``destination`` atomically (temporary file + rename).
+    """Download ``url`` to ``destination`` atomically (:func:`utils.io.atomic_write`).
 
     Raises
     ------
     OSError
         Naming the URL when the download fails or times out (``timeout`` in seconds).
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             payload = response.read()
@@ -271,14 +270,7 @@ def fetch_url(url: str, destination: Path, timeout: float = 60.0) -> Path:
             f"could not download {url} ({err}); pass source=<local directory holding the pickles> "
             f"to work offline"
         ) from err
-    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=destination.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, destination)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(destination, payload)
     return destination
 
 
