@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory):
     """6 songs per genre (54 songs), default audio settings; shared by several test files."""
-    from utils.synth import CorpusSettings, generate_corpus
+    from utils.dataset_related.synth import CorpusSettings, generate_corpus
 
     return generate_corpus(tmp_path_factory.mktemp("corpus"), CorpusSettings(songs_per_class=6, seed=3), progress=False)
 
@@ -32,7 +32,7 @@ def trained_genre(tmp_path_factory):
     import os
 
     from utils.config import get_profile
-    from utils.pipeline import load_splits, prepare_corpus, prepare_tokens, train_task_model
+    from utils.model_related.pipeline import load_splits, prepare_corpus, prepare_tokens, train_task_model
 
     profile = get_profile("tiny")
     if os.environ.get("MUSICLIME_TRAINED_RUN"):

@@ -1,7 +1,7 @@
 """Small stand-ins for the MusicLIME authors' published W / C pickles, in their exact format.
 
 The authors published, per task and model, ``*_feature_weights*.pkl`` (W) and
-``*_feature_counts*.pkl`` (C) -- see :mod:`utils.published`. Inspected with ``pickletools``,
+``*_feature_counts*.pkl`` (C) -- see :mod:`utils.results.published`. Inspected with ``pickletools``,
 every one of those files is a protocol-4 pickle of
 
 * an outer ``collections.defaultdict`` whose factory is ``__main__.default_dict_of_float``
@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 
 from utils.config import STEMS
-from utils.published import PUBLISHED_PAIRS, TASK_CLASSES
+from utils.results.published import PUBLISHED_PAIRS, TASK_CLASSES
 
 PUBLISHED_DIR_ENV = "MUSICLIME_PUBLISHED_DIR"   # the variable utils.main reads too (PUBLISHED_ENV)
 SKIP_REASON = f"{PUBLISHED_DIR_ENV} not set (directory of the authors' published pickles)"
@@ -198,7 +198,7 @@ def _as_authors_object(pair_key: str, values: dict[int, dict[str, float | int]],
 
 
 def write_published_fixture(directory: str | os.PathLike, seed: int = 0) -> PublishedFixture:
-    """Write all eleven published pairs (file names of :data:`utils.published.PUBLISHED_PAIRS`)
+    """Write all eleven published pairs (file names of :data:`utils.results.published.PUBLISHED_PAIRS`)
     into ``directory``, in the authors' format, with values drawn from ``numpy`` RNG ``seed``.
 
     Returns what was written: per pair key, W, C and the chosen ``I_AVG = W / C``.

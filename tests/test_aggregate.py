@@ -1,4 +1,5 @@
-"""Global aggregation (utils.aggregate): W / C, the three measures, the resumable record store."""
+"""Global aggregation (utils.musiclime.aggregate): W / C, the three measures; the resumable record store
+(utils.musiclime.records) and its sharded runner (utils.musiclime.global_explain.run_global)."""
 from __future__ import annotations
 
 import itertools
@@ -15,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from utils.aggregate import (accumulate, append_record, global_measures, load_records, measures,
-                             merge_records, merge_word_variants, modality_shares, parse_feature,
-                             parse_shard, run_global, shard_of, stem_shares)
+from utils.musiclime.aggregate import (accumulate, global_measures, measures, merge_word_variants, modality_shares,
+                                       parse_feature, stem_shares)
+from utils.musiclime.global_explain import parse_shard, run_global, shard_of
+from utils.musiclime.records import append_record, load_records, merge_records
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["calm", "loud"]
@@ -202,7 +204,7 @@ def test_resume_after_kill(tmp_path):
     child = DUMMY + textwrap.dedent(f'''
         import sys
         sys.path.insert(0, {str(ROOT)!r})
-        from utils.aggregate import run_global
+        from utils.musiclime.global_explain import run_global
         items = [{{"id": "song-%d" % i, "lyrics": "la la"}} for i in range(30)]
         run_global(items, lambda item: dummy_explain(item, 0.15), {str(records_path)!r},
                    settings={{"num_samples": 10}}, progress=False)

@@ -1,4 +1,4 @@
-"""The AudioSet subset (utils.audioset): segment CSVs, ontology selection, title cleaning,
+"""The AudioSet subset (utils.dataset_related.audioset, audioset_selection, audioset_lyrics): segment CSVs, ontology selection, title cleaning,
 lyrics checks and the whole pipeline with the network replaced by the FakeClient."""
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from utils import audioset as aset
+from utils.dataset_related import audioset as aset
+from utils.dataset_related import audioset_lyrics as lyrics
+from utils.dataset_related import audioset_selection as selection
 from utils.config import AUDIOSET_GENRES, get_profile
-from utils.net import FakeClient, NetError, ProgressLog, RetryPolicy
+from utils.dataset_related.fixtures import write_audioset_fixture
+from utils.dataset_related.net import NetError, ProgressLog, RetryPolicy
+from utils.dataset_related.net_clients import FakeClient
 
 NO_WAIT = {"youtube": 0.0, "genius": 0.0, "download": 0.0}
 
@@ -21,12 +25,12 @@ def _policy(attempts: int = 4) -> RetryPolicy:
 
 @pytest.fixture(scope="module")
 def fixture_dir(tmp_path_factory) -> Path:
-    return aset.write_fixture(tmp_path_factory.mktemp("audioset") / "raw", seed=0)
+    return write_audioset_fixture(tmp_path_factory.mktemp("audioset") / "raw", seed=0)
 
 
 @pytest.fixture(scope="module")
 def ontology(fixture_dir) -> dict:
-    return aset.load_ontology(fixture_dir / "ontology.json")
+    return selection.load_ontology(fixture_dir / "ontology.json")
 
 
 # ------------------------------------------------------------------ segment CSVs
@@ -42,25 +46,25 @@ def test_read_segments_real_format(tmp_path):
         '-0SdAVK79lg, 40.000, 30.000, "/m/064t9"\n'
         '-0SdAVK79lg, x, 30.000, "/m/064t9"\n'
         '-0vPFx-wRRI, 30.000, 40.000, ""\n')
-    df, bad = aset.read_segments(path)
+    df, bad = selection.read_segments(path)
     assert df["youtube_id"].tolist() == ["--PJHxphWEs", "-0RWZT-miFs"]
     assert df.loc[0, "labels"] == ["/m/09x0r", "/t/dd00088"]
     assert df.loc[1, "start_seconds"] == 420.0 and df.loc[1, "end_seconds"] == 430.0
     assert len(bad) == 4
     with pytest.raises(FileNotFoundError, match="nowhere.csv"):
-        aset.read_segments(tmp_path / "nowhere.csv")
+        selection.read_segments(tmp_path / "nowhere.csv")
 
 
 # ------------------------------------------------------------------ ontology selection
 def test_descendants_and_blacklist(ontology):
-    rock = aset.descendants(ontology, "/m/06by7")
+    rock = selection.descendants(ontology, "/m/06by7")
     assert {"/m/06by7", "/m/03lty", "/m/05r6t"} <= rock and "/m/064t9" not in rock
-    blacklist = aset.default_blacklist(ontology)
+    blacklist = selection.default_blacklist(ontology)
     assert set(blacklist) == {"Soul music", "Funk", "Disco", "Classical music", "Blues"}
 
 
 def test_label_targets_most_specific_wins(ontology):
-    mapping = aset.label_targets(ontology)
+    mapping = selection.label_targets(ontology)
     assert mapping["/m/03lty"] == "/m/03lty"          # Heavy metal: its own target, not rock
     assert mapping["/m/05r6t"] == "/m/06by7"          # Punk rock -> Rock music
     assert mapping["/m/0n8zsc8"] == "/m/0glt670"      # Trap -> Hip hop
@@ -82,7 +86,7 @@ def test_select_segments_classes(ontology):
     segments = pd.DataFrame({"youtube_id": [r[0] for r in rows], "start_seconds": 10.0,
                              "end_seconds": 20.0, "labels": [r[1].split(",") for r in rows],
                              "source": "x.csv"})
-    kept, problems, counts = aset.select_segments(segments, ontology)
+    kept, problems, counts = selection.select_segments(segments, ontology)
     assert dict(zip(kept["youtube_id"], kept["primary_short"])) == {
         "aaaaaaaaaa1": "heavy music", "aaaaaaaaaa2": "rock", "aaaaaaaaaa3": "folk",
         "aaaaaaaaaa4": "folk", "aaaaaaaaaa5": "rhythm music", "aaaaaaaaaa9": "hip hop"}
@@ -94,7 +98,7 @@ def test_select_segments_classes(ontology):
 
 def test_unknown_class_names_are_reported(ontology):
     with pytest.raises(ValueError, match="Polka"):
-        aset.ids_by_name(ontology, ["Pop music", "Polka"])
+        selection.ids_by_name(ontology, ["Pop music", "Polka"])
 
 
 # ------------------------------------------------------------------ titles and lyrics text
@@ -118,33 +122,33 @@ TITLE_CASES = [
 
 @pytest.mark.parametrize("title,expected", TITLE_CASES)
 def test_split_artist_song(title, expected):
-    assert aset.split_artist_song(title) == expected
+    assert lyrics.split_artist_song(title) == expected
 
 
 def test_clean_genius_lyrics():
     raw = ("5 ContributorsTranslationsEspañolHurt Lyrics[Verse 1]\nI hurt myself today\n"
            "To see if I still feel\n\n[Chorus]\nWhat have I become\nYou might also like"
            "My sweetest friend\n12Embed")
-    assert aset.clean_genius_lyrics(raw) == ("I hurt myself today\nTo see if I still feel\n\n"
+    assert lyrics.clean_genius_lyrics(raw) == ("I hurt myself today\nTo see if I still feel\n\n"
                                              "What have I become\nMy sweetest friend")
 
 
 def test_same_song():
-    assert aset.same_song("Bob Marley & The Wailers", "Is This Love",
+    assert lyrics.same_song("Bob Marley & The Wailers", "Is This Love",
                           "Bob Marley and The Wailers", "Is This Love")
-    assert aset.same_song("Drake", "Take Care", "Drake", "Take Care (Ft. Rihanna)")
-    assert not aset.same_song("Drake", "Take Care", "A Tribute Band", "Take Care")
-    assert not aset.same_song("Drake", "Care", "Drake", "Take Care")
+    assert lyrics.same_song("Drake", "Take Care", "Drake", "Take Care (Ft. Rihanna)")
+    assert not lyrics.same_song("Drake", "Take Care", "A Tribute Band", "Take Care")
+    assert not lyrics.same_song("Drake", "Care", "Drake", "Take Care")
 
 
 def test_english_detection_threshold_and_seed():
     pytest.importorskip("langdetect")
     english = "I walk alone down this empty road tonight\nyou said that you would never leave me"
     spanish = "yo quiero bailar contigo toda la noche\nla luna brilla sobre el mar azul"
-    assert aset.is_english(english) and not aset.is_english(spanish)
-    assert aset.english_probability(english, seed=3) == aset.english_probability(english, seed=3)
-    assert aset.english_probability("1234 5678") == 0.0
-    assert aset.english_probability(spanish, tries=5) < 0.42
+    assert lyrics.is_english(english) and not lyrics.is_english(spanish)
+    assert lyrics.english_probability(english, seed=3) == lyrics.english_probability(english, seed=3)
+    assert lyrics.english_probability("1234 5678") == 0.0
+    assert lyrics.english_probability(spanish, tries=5) < 0.42
 
 
 # ------------------------------------------------------------------ the whole pipeline, faked network
@@ -248,7 +252,7 @@ def test_make_client_and_missing_langdetect(monkeypatch, fixture_dir):
 
     monkeypatch.setattr(builtins, "__import__", no_langdetect)
     with pytest.raises(ImportError, match="pip install langdetect"):
-        aset.is_english("hello there")
+        lyrics.is_english("hello there")
 
 
 def test_quota_exhaustion_stops_title_requests(tmp_path):
@@ -259,9 +263,9 @@ def test_quota_exhaustion_stops_title_requests(tmp_path):
                         errors={ids[50]: [403]})
     segs = pd.DataFrame({"id": [f"{v}_0" for v in ids], "youtube_id": ids})
     progress = ProgressLog(tmp_path / "titles.jsonl")
-    counts = aset.fetch_titles(segs, client, progress, _policy(), show_progress=False)
+    counts = lyrics.fetch_titles(segs, client, progress, _policy(), show_progress=False)
     assert counts == {"done_before": 0, "ok": 50, "skipped": 0, "failed": 70}
     assert [c[0] for c in client.calls] == ["video_titles", "video_titles"]   # third not sent
-    again = aset.fetch_titles(segs, client, ProgressLog(tmp_path / "titles.jsonl"), _policy(),
+    again = lyrics.fetch_titles(segs, client, ProgressLog(tmp_path / "titles.jsonl"), _policy(),
                               show_progress=False)
     assert again == {"done_before": 50, "ok": 70, "skipped": 0, "failed": 0}

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from utils.evaluate import classification_metrics, plot_history, results_table, write_evaluation, write_results_table
+from utils.model_related import classification_metrics, plot_history, results_table, write_evaluation, write_results_table
 
 
 def test_metrics_by_hand(tmp_path):
@@ -30,3 +30,19 @@ def test_bad_shapes_and_empty_history():
         classification_metrics(np.array([0]), np.array([[1.0, 0.0]]), ["a", "b", "c"])
     with pytest.raises(ValueError, match="empty training history"):
         plot_history([], "x")
+
+
+def test_files_keep_their_bytes_and_figures_their_dpi(tmp_path):
+    from PIL import Image
+
+    metrics = classification_metrics(np.array([0, 1]), np.array([[.9, .1], [.2, .8]]), ["a", "b"])
+    write_evaluation(metrics, ["a", "b"], tmp_path, "t")
+    expected = json.dumps({k: v for k, v in metrics.items() if k != "report_text"}, indent=1)
+    assert (tmp_path / "metrics.json").read_text() == expected
+    assert (tmp_path / "classification_report.txt").read_text() == metrics["report_text"]
+    history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "val_accuracy": 0.5},
+               {"epoch": 2, "train_loss": 0.8, "val_loss": 0.9, "val_accuracy": 0.6}]
+    plot_history(history, "t", save_path=tmp_path / "figures" / "history.png")
+    for name in ("confusion_matrix.png", "figures/history.png"):
+        assert Image.open(tmp_path / name).info["dpi"] == pytest.approx((150, 150), abs=0.1)
+    assert not list(tmp_path.rglob("*.part"))

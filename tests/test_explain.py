@@ -1,4 +1,4 @@
-"""The one-song command line (utils.explain) and its HTML report (utils.report).
+"""The one-song command line (utils.explain) and its HTML report (utils.musiclime.report).
 
 Models are untrained tiny models saved in a fixture (what they predict does not matter: the
 tests check the plumbing -- loading, windows, resampling, the report's content against
@@ -22,10 +22,11 @@ import soundfile
 import torch
 
 from utils.config import GENRES, get_profile
-from utils.explain import UsageError, clip_window, load_song_clip, main
-from utils.explanation import Explanation
-from utils.models import build_model, save_model
-from utils.pipeline import prepare_tokens
+from utils.explain import main
+from utils.musiclime.explanation import Explanation
+from utils.musiclime.song import clip_window, load_song_clip
+from utils.model_related.models import build_model, save_model
+from utils.model_related.pipeline import prepare_tokens
 
 PROFILE = get_profile("tiny")
 RATE = PROFILE.audio.sample_rate            # 16 kHz
@@ -84,15 +85,17 @@ def decode_wav(encoded):
 
 # ---------------------------------------------------------------- windows and loading
 def test_clip_window_bounds():
-    assert clip_window(10 * RATE, CLIP, RATE) == (48_000, 112_000)             # centred on the middle
+    assert clip_window(10 * RATE, CLIP, RATE, None) == (48_000, 112_000)       # None: centred on the middle
     assert clip_window(10 * RATE, CLIP, RATE, 2.0) == (32_000, 96_000)
     assert clip_window(10 * RATE, CLIP, RATE, 0) == (0, CLIP)
+    assert clip_window(10 * RATE, CLIP, RATE) == (0, CLIP)                    # default: the first clip
     assert clip_window(10 * RATE, CLIP, RATE, 6.0) == (96_000, 160_000)        # the last full clip
     for bad in (6.01, -0.5, float("nan")):
-        with pytest.raises(UsageError, match="--start"):
+        with pytest.raises(ValueError, match="start"):
             clip_window(10 * RATE, CLIP, RATE, bad)
-    assert clip_window(40_000, CLIP, RATE) == (0, 40_000)                      # short: the caller pads
-    with pytest.raises(UsageError, match="--start"):
+    assert clip_window(40_000, CLIP, RATE, None) == (0, 40_000)                # short: the caller pads
+    assert clip_window(40_000, CLIP, RATE) == (0, 40_000)
+    with pytest.raises(ValueError, match="start"):
         clip_window(40_000, CLIP, RATE, 1.0)
 
 
@@ -103,7 +106,7 @@ def test_long_clip_is_cut_at_start(tmp_path):
     clip = load_song_clip(path, RATE, CLIP, start_seconds=2.0)
     assert clip.window == (32_000, 96_000) and clip.padded_samples == 0 and clip.file_samples == 10 * RATE
     np.testing.assert_array_equal(clip.waveform, ramp[32_000:96_000])
-    middle = load_song_clip(path, RATE, CLIP)
+    middle = load_song_clip(path, RATE, CLIP, start_seconds=None)
     assert middle.window == (48_000, 112_000)
     np.testing.assert_array_equal(middle.waveform, ramp[48_000:112_000])
 

@@ -1,4 +1,4 @@
-"""Precomputing AST features and lyric tokens for a split (utils.extract)."""
+"""Precomputing AST features for a split or a list of songs, and the tokenizer (utils.dataset_related.extract)."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from utils import extract
+from utils.dataset_related import extract
 from utils.config import get_profile
-from utils.features import reference_features
-from utils.text import TokenCache
+from utils.dataset_related.features import AudioError, reference_features
 
 PROFILE = get_profile("tiny")
 LINES = ("the river runs under the mountain", "we dance all night in the city light",
@@ -76,31 +75,9 @@ def test_features_resume_and_redo_broken_files(corpus):
                                                                 PROFILE.audio.num_mel_bins)
 
 
-def test_tokens_match_the_training_tokenisation_and_resume(corpus):
-    tokenizer = extract.resolve_tokenizer(PROFILE, corpus)
-    assert (corpus / "tokenizer" / "vocab.json").is_file()
-    max_tokens = PROFILE.model.max_tokens
-    report = extract.extract_tokens(corpus, "train", tokenizer, max_tokens, batch_size=2,
-                                    show_progress=False)
-    assert report.tokens == {"songs": 8, "done_before": 0, "written": 7, "skipped": 1}
-    assert report.problems["lyrics empty"] == ["nolyrics"]
-    tokens = json.loads((corpus / "tokens.json").read_text())
-    lyrics = {json.loads(l)["id"]: json.loads(l)["lyrics"]
-              for l in (corpus / "train.jsonl").read_text().splitlines()}
-    expected = TokenCache(tokenizer, max_tokens)([lyrics["song0"]])
-    assert tokens["song0"]["input_ids"] == expected["input_ids"][0].tolist()
-    assert tokens["song0"]["attention_mask"] == expected["attention_mask"][0].tolist()
-    assert all(len(t["input_ids"]) == max_tokens for t in tokens.values())
-
-    extract.extract_tokens(corpus, "val", tokenizer, max_tokens, show_progress=False)
-    again = extract.extract_tokens(corpus, "train", tokenizer, max_tokens, show_progress=False)
-    assert again.tokens["done_before"] == 7 and again.tokens["written"] == 0
-    tokens = json.loads((corpus / "tokens.json").read_text())
-    assert {"song0", "val0", "val1"} <= set(tokens)                 # other splits kept
-
-
 def test_resolve_tokenizer_reuses_the_saved_one(corpus):
     first = extract.resolve_tokenizer(PROFILE, corpus)
+    assert (corpus / "tokenizer" / "vocab.json").is_file()
     vocab = (corpus / "tokenizer" / "vocab.json").read_text()
     (corpus / "train.jsonl").write_text("")                          # would fail if retrained
     second = extract.resolve_tokenizer(PROFILE, corpus)
@@ -108,9 +85,9 @@ def test_resolve_tokenizer_reuses_the_saved_one(corpus):
     assert first("hold my hand")["input_ids"] == second("hold my hand")["input_ids"]
 
 
-def test_extract_split_end_to_end_and_bad_inputs(corpus):
-    report = extract.extract_split(corpus, "val", PROFILE, show_progress=False)
-    assert report.features["written"] == 2 and report.tokens["written"] == 2
+def test_extract_a_split_end_to_end_and_bad_inputs(corpus):
+    report = extract.extract_features(corpus, "val", PROFILE, show_progress=False)
+    assert report.features["written"] == 2
     assert "features:" in report.summary()
     with pytest.raises(ValueError, match="split"):
         extract.read_split_records(corpus, "holdout")
@@ -119,9 +96,14 @@ def test_extract_split_end_to_end_and_bad_inputs(corpus):
     (corpus / "test.jsonl").write_text('{"id": "a", "lyrics": "x"}\n{"id": "a", "lyrics": "y"}\n')
     with pytest.raises(ValueError, match="repeated id"):
         extract.read_split_records(corpus, "test")
-    (corpus / "tokens.json").write_text("{broken")
-    with pytest.raises(ValueError, match="tokens.json"):
-        extract.extract_tokens(corpus, "val", None, 8, show_progress=False)
+
+
+def test_extract_given_ids_strictly_raises_on_the_first_bad_song(corpus):
+    report = extract.extract_features(corpus, ["song0", "song1"], PROFILE, skip_bad=False, show_progress=False)
+    assert report.features == {"songs": 2, "done_before": 0, "written": 2, "skipped": 0}
+    with pytest.raises(AudioError, match="garbage"):
+        extract.extract_features(corpus, ["song2", "garbage"], PROFILE, skip_bad=False, show_progress=False)
+    assert not (corpus / "features" / "song2.npy").exists()         # nothing of that batch written
 
 
 def test_plot_feature_saves_a_figure(corpus, tmp_path):

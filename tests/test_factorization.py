@@ -7,9 +7,9 @@ import soundfile
 from lime.lime_text import IndexedString, LimeTextExplainer
 
 from utils.config import STEMS, audio_component_names
-from utils.factorization import (LineFeatures, SourceSeparationSegments, TimeSegments, WordFeatures, segment_bounds,
+from utils.musiclime.factorization import (LineFeatures, SourceSeparationSegments, TimeSegments, WordFeatures, segment_bounds,
                                  text_features)
-from utils.separation import HPSSSeparator, OracleSeparator
+from utils.musiclime.separation import HPSSSeparator, OracleSeparator
 
 SR = 8_000
 N = 16_003                          # not a multiple of 10: 3 trailing samples are dropped

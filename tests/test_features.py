@@ -4,7 +4,7 @@ import soundfile as sf
 import torch
 
 from utils.config import get_profile
-from utils.features import (AudioError, ast_features, find_audio, fit_clip, load_audio, load_clip, load_features,
+from utils.dataset_related.features import (AudioError, ast_features, find_audio, fit_clip, load_audio, load_clip, load_features,
                             reference_features, save_features)
 
 

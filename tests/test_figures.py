@@ -1,4 +1,4 @@
-"""The paper's figures (utils.figures).
+"""The paper's figures (utils.results.figures, utils.results.word_maps).
 
 The figure tests draw from small pickles in the authors' published format written by
 tests/published_fixtures.py (fixture ``published_fixture``) and compare every drawn value with
@@ -16,13 +16,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from published_fixtures import class_index  # noqa: E402
-from utils.aggregate import AUDIO_FEATURE, measures, merge_word_variants  # noqa: E402
+from utils.musiclime.aggregate import AUDIO_FEATURE, measures, merge_word_variants  # noqa: E402
 from utils.config import STEMS  # noqa: E402
-from utils.figures import (PAPER_HEATMAP_STEMS, audio_matrix, hashing_embeddings, heatmap_matrix,  # noqa: E402
-                           plot_audio_heatmap, plot_heatmap_and_word_bars, plot_modality_shares,
+from utils.results import (PAPER_HEATMAP_STEMS, audio_matrix, hashing_embeddings, heatmap_matrix,  # noqa: E402
+                           load_published, plot_audio_heatmap, plot_heatmap_and_word_bars, plot_modality_shares,
                            plot_stem_shares, plot_top_features, plot_word_map, project_2d,
                            regenerate_paper_figures, resolve_class, select_class_words, top_features)
-from utils.published import load_published  # noqa: E402
 
 POP_VOCALS = [0.073, 0.055, 0.058, 0.051, 0.064, 0.065, 0.067, 0.044, 0.056, 0.061]
 ANGRY_OTHER = [0.057, 0.037, 0.032, 0.027, 0.025, 0.018, 0.025, 0.031, 0.038, 0.054]
@@ -57,7 +56,7 @@ def _grid(averages: dict[str, float], stems=STEMS) -> np.ndarray:
 
 
 def _ranked(averages: dict[str, float], words_only: bool = False) -> list[str]:
-    """Features by value (descending), ties by name: the order of utils.figures.top_features."""
+    """Features by value (descending), ties by name: the order of utils.results.figures.top_features."""
     names = [f for f in averages if not (words_only and AUDIO_FEATURE.match(f))]
     return sorted(names, key=lambda f: (-averages[f], f))
 
@@ -75,7 +74,7 @@ def test_genre_pop_heatmap_draws_the_written_values(published_fixture, tmp_path)
     assert np.array_equal(heatmap_matrix(table, pop), matrix)           # class index 5 == pop
     paper_rows = heatmap_matrix(table, "pop", stems=PAPER_HEATMAP_STEMS)
     assert np.array_equal(paper_rows[1], matrix[STEMS.index("bass")])
-    fig = plot_audio_heatmap(table, "pop", stems=PAPER_HEATMAP_STEMS, path=tmp_path / "pop.png")
+    fig = plot_audio_heatmap(table, "pop", stems=PAPER_HEATMAP_STEMS, save_path=tmp_path / "pop.png")
     texts = _texts(fig)
     assert texts == [format(v, ".2g") for v in _grid(chosen, PAPER_HEATMAP_STEMS).ravel()]
     assert texts[13] == "0.0087"                                        # bass3: two significant digits
@@ -196,7 +195,7 @@ def test_word_maps(tmp_path):
     # calm: love 0.3, night 0.1 ; loud: fire 0.3, love 0.1 -> love goes to calm (higher)
     assert sorted(zip(words["word"], words["class"])) == [("fire", "loud"), ("love", "calm"), ("night", "calm")]
     embeddings = {"love": [1.0, 0.0, 0.0], "night": [0.0, 1.0, 0.0], "fire": [0.0, 0.0, 1.0]}
-    fig = plot_word_map(table, embeddings, top_k=2, value="I_AVG", path=tmp_path / "map.png")
+    fig = plot_word_map(table, embeddings, top_k=2, value="I_AVG", save_path=tmp_path / "map.png")
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["fire", "love", "night"]
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["calm", "loud"]
     assert (tmp_path / "map.png").stat().st_size > 0

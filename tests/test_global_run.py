@@ -1,4 +1,4 @@
-"""Global runs (utils.global_run): records, resume, shards, settings, planted-cue summaries, word vectors.
+"""Global runs (utils.musiclime.global_explain and the utils.global_run command): records, resume, shards, settings, planted-cue summaries, word vectors.
 
 Mechanics are checked with untrained tiny models on the session's small synthetic corpus
 (what is explained does not matter for them); the planted-cue summaries on hand-made records
@@ -14,16 +14,18 @@ import pandas as pd
 import pytest
 import torch
 
-from utils.aggregate import global_measures, load_records
+from utils.musiclime.aggregate import global_measures, read_measures, write_measures
+from utils.musiclime.global_explain import global_explain, select_songs, song_record, song_seed
+from utils.musiclime.planted import planted_cue_summary, planted_cues, song_planted_summary
+from utils.musiclime.records import aggregate_records, load_records
 from utils.config import GENRES, get_profile
-from utils.data import read_split
-from utils.global_run import (aggregate_records, explain_song, global_explain, main, planted_cue_summary,
-                              planted_cues, read_measures, select_songs, song_planted_summary, song_seed,
-                              word_embeddings, write_measures)
-from utils.models import build_model, save_model
-from utils.pipeline import prepare_tokens
-from utils.predict import ModelPredictor
-from utils.synth import AUDIO_CUES, LYRIC_CUES, read_metadata
+from utils.dataset_related.splits import read_split
+from utils.global_run import main
+from utils.results.run_figures import word_embeddings
+from utils.model_related.models import build_model, save_model
+from utils.model_related.pipeline import prepare_tokens
+from utils.musiclime.predict import ModelPredictor
+from utils.dataset_related.synth import AUDIO_CUES, LYRIC_CUES, read_metadata
 
 PROFILE = get_profile("tiny")
 SETTING_KEYS = {"task", "kind", "modality", "num_samples", "seed", "separator", "split", "profile"}
@@ -188,8 +190,8 @@ def test_command_line_explain_and_merge(small_corpus, tokens, tmp_path):
 def test_explain_song_names_the_song(tokens):
     item = {"id": "one-word", "lyrics": "la la la", "primary_short": "pop"}
     with pytest.raises(ValueError, match="'one-word'"):
-        explain_song(item, _predictor("lyrics", tokens), PROFILE, ".", None, task="genre", modality="lyrical",
-                     num_samples=10, seed=0)
+        song_record(_predictor("lyrics", tokens), ".", item, PROFILE, separator=None, task="genre",
+                    modality="lyrical", num_samples=10, seed=0)
 
 
 # ---------------------------------------------------------------- planted cues

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from utils.config import GENRES, get_profile
-from utils.data import DataError, SongDataset, encode_labels, read_split
-from utils.models import build_model, load_model, load_weights, save_model
-from utils.pipeline import load_splits, make_datasets, prepare_tokens
-from utils.train import predict_proba, train_model
+from utils.config import get_profile
+from utils.dataset_related.splits import DataError, encode_labels, read_split
+from utils.model_related import (build_model, load_model, load_splits, load_trained, make_datasets,
+                                 model_fingerprint, predict_proba, prepare_tokens, save_model, train_model)
+from utils.model_related.models import load_weights
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,23 @@ def test_save_load_roundtrip_and_wrong_shape(setup, tmp_path):
     other = build_model("audio", profile, 7)
     with pytest.raises(ValueError, match=r"model.safetensors.*wrong shape"):
         load_weights(other, tmp_path / "m" / "model.safetensors")
+    assert not list((tmp_path / "m").glob("*.part"))
+
+
+def test_load_trained_and_fingerprint(setup, tmp_path):
+    profile, *_ = setup
+    torch.manual_seed(1)
+    model = build_model("audio", profile, 9).eval()
+    save_model(model, tmp_path / "runs" / "genre" / "audio" / "best")
+    loaded = load_trained(tmp_path / "runs", "genre", "audio")
+    assert not loaded.training
+    assert model_fingerprint(loaded) == model_fingerprint(model)
+    assert len(model_fingerprint(model)) == 64
+    with torch.no_grad():
+        next(loaded.parameters()).view(-1)[0] += 1e-3
+    assert model_fingerprint(loaded) != model_fingerprint(model)
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        load_trained(tmp_path / "runs", "genre", "lyrics")
 
 
 def test_training_learns_and_resumes_identically(setup, tmp_path):
@@ -76,6 +93,7 @@ def test_training_learns_and_resumes_identically(setup, tmp_path):
     (tmp_path / "b" / "optimizer.pt.part").write_bytes(b"half-written")  # a kill during the next save
     resumed = train_model(fresh(), data["train"], data["val"], profile, tmp_path / "b", epochs=6, progress=False)
     assert resumed["epochs_done"] == 6
+    assert not list((tmp_path / "b").rglob("*.part"))  # the next save replaced the torn file
     a, _ = load_model(tmp_path / "a" / "last")
     b, _ = load_model(tmp_path / "b" / "last")
     for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -111,8 +129,8 @@ def test_bad_rows_name_the_id(tmp_path):
 def test_missing_audio_names_the_id(setup, tmp_path):
     profile, corpus, frames, tokens, _ = setup
     import pandas as pd
-    from utils.data import ensure_features
+    from utils.dataset_related.extract import extract_features
     frame = pd.DataFrame({"id": ["nosuchsong"], "lyrics": ["x"], "primary_short": ["pop"], "emotion": ["Happy"]})
     (tmp_path / "audio").mkdir()
     with pytest.raises(FileNotFoundError, match="nosuchsong"):
-        ensure_features(frame, tmp_path, profile, progress=False)
+        extract_features(tmp_path, frame["id"], profile, pad=False, skip_bad=False, show_progress=False)

@@ -1,5 +1,5 @@
-"""M4A pipelines (utils.music4all): the authors' genre rules, lyrics cleaning, the raw
-Music4All rebuild and the published-split import, on fixtures in the real formats."""
+"""M4A pipelines (utils.dataset_related.music4all, music4all_published, corpus): the authors' genre rules,
+lyrics cleaning, the raw Music4All rebuild and the published-split import, on fixtures in the real formats."""
 from __future__ import annotations
 
 import csv
@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from utils import music4all as m4a
+from utils.dataset_related import corpus as schema
+from utils.dataset_related import fixtures
+from utils.dataset_related import music4all as m4a
+from utils.dataset_related import music4all_published as published
 from utils.config import GENRES, emotion_from_valence_energy, get_profile
 
 RULES_PATH = m4a.DEFAULT_RULES_PATH
@@ -98,7 +101,7 @@ def test_genre_class_merges_to_the_nine_classes(rules, genres, expected):
 
 
 def test_fixture_tag_table_agrees_with_the_rules(rules):
-    for tags, expected in m4a.FIXTURE_TAGS:
+    for tags, expected in fixtures.FIXTURE_TAGS:
         assert m4a.genre_class(m4a.parse_tags(tags), rules) == expected, tags
 
 
@@ -136,8 +139,8 @@ def test_load_genre_rules_errors(tmp_path):
 def test_clean_lyrics():
     raw = ("\ufeff[Verse 1]\r\nHello   darkness\u200b my old friend\r\n\r\n\r\n"
            "[Chorus]\r\nI've come   to talk\r\n\r\n  \r\nagain\r\n5Embed")
-    assert m4a.clean_lyrics(raw) == "Hello darkness my old friend\n\nI've come to talk\n\nagain"
-    assert m4a.clean_lyrics(None) == "" and m4a.clean_lyrics("[Instrumental]\n\n") == ""
+    assert schema.clean_lyrics(raw) == "Hello darkness my old friend\n\nI've come to talk\n\nagain"
+    assert schema.clean_lyrics(None) == "" and schema.clean_lyrics("[Instrumental]\n\n") == ""
 
 
 # ------------------------------------------------------------------ reading the tsv files
@@ -163,7 +166,7 @@ def test_read_tsv_collects_odd_rows(tmp_path):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, rules):
     base = tmp_path_factory.mktemp("m4a")
-    raw = m4a.write_fixture(base / "raw", seed=3)
+    raw = fixtures.write_music4all_fixture(base / "raw", seed=3)
     report = m4a.build_m4a(raw, base / "corpus", rules_path=RULES_PATH, profile="tiny",
                            fractions=(0.6, 0.2, 0.2), seed=1, show_progress=False)
     return raw, base / "corpus", report
@@ -250,46 +253,45 @@ def test_build_is_resumable_and_deterministic(built, tmp_path):
 def test_stratified_split_exact_proportions_and_seed():
     df = pd.DataFrame({"id": [f"s{i}" for i in range(200)],
                        "primary_short": ["pop"] * 100 + ["rock"] * 50 + ["folk"] * 50})
-    splits = m4a.stratified_split(df, "primary_short", (0.8, 0.1, 0.1), seed=0)
+    splits = schema.stratified_split(df, "primary_short", (0.8, 0.1, 0.1), seed=0)
     counts = {k: v["primary_short"].value_counts().to_dict() for k, v in splits.items()}
     assert counts["train"] == {"pop": 80, "rock": 40, "folk": 40}
     assert counts["val"] == {"pop": 10, "rock": 5, "folk": 5}
     assert counts["test"] == {"pop": 10, "rock": 5, "folk": 5}
-    again = m4a.stratified_split(df, "primary_short", (0.8, 0.1, 0.1), seed=0)
-    other = m4a.stratified_split(df, "primary_short", (0.8, 0.1, 0.1), seed=1)
+    again = schema.stratified_split(df, "primary_short", (0.8, 0.1, 0.1), seed=0)
+    other = schema.stratified_split(df, "primary_short", (0.8, 0.1, 0.1), seed=1)
     assert again["test"]["id"].tolist() == splits["test"]["id"].tolist()
     assert other["test"]["id"].tolist() != splits["test"]["id"].tolist()
     union = pd.concat(splits.values())["id"]
     assert sorted(union) == sorted(df["id"])
     with pytest.raises(ValueError, match="sum"):
-        m4a.stratified_split(df, "primary_short", (0.5, 0.1, 0.1))
+        schema.stratified_split(df, "primary_short", (0.5, 0.1, 0.1))
 
 
 def test_stratified_split_small_classes_keep_a_training_song():
     df = pd.DataFrame({"id": ["a", "b", "c"], "primary_short": ["pop", "rock", "rock"]})
-    splits = m4a.stratified_split(df, "primary_short", (0.34, 0.33, 0.33), seed=0)
+    splits = schema.stratified_split(df, "primary_short", (0.34, 0.33, 0.33), seed=0)
     assert set(splits["train"]["primary_short"]) == {"pop", "rock"}
 
 
 def test_load_clip_pads_short_audio_and_rejects_garbage(tmp_path):
     path = tmp_path / "short.wav"
     sf.write(str(path), np.full(8000, 0.5, dtype=np.float32), 8000)      # 1 s at 8 kHz
-    wave, padding = m4a.load_clip(path, 16_000, 1.5)
+    wave, padding = schema.decode_clip(path, 16_000, 1.5)
     assert wave.shape == (24_000,) and padding == 8_000
     assert np.allclose(wave[2000:14_000], 0.5, atol=0.01) and not wave[-8000:].any()
     garbage = tmp_path / "bad.mp3"
     garbage.write_bytes(b"not audio at all" * 10)
     with pytest.raises(ValueError, match="bad.mp3"):
-        m4a.load_clip(garbage, 16_000, 1.0)
+        schema.decode_clip(garbage, 16_000, 1.0)
 
 
 # ------------------------------------------------------------------ the published split
 def test_import_published_split(tmp_path):
-    raw = m4a.write_published_fixture(tmp_path / "pub", seed=0, sizes=(12, 6, 6))
-    report = m4a.import_published_split(
+    raw = fixtures.write_published_fixture(tmp_path / "pub", seed=0, sizes=(12, 6, 6))
+    report = published.import_published_split(
         raw / "split", tmp_path / "corpus", audio_dir=raw / "audios",
-        spectrogram_dir=raw / "spectrograms", tokens_path=raw / "tokenized_texts.json",
-        profile="tiny", show_progress=False)
+        spectrogram_dir=raw / "spectrograms", profile="tiny", show_progress=False)
     corpus = tmp_path / "corpus"
     rows = {s: _read_split(corpus, s) for s in ("train", "val", "test")}
     ids = [r["id"] for rs in rows.values() for r in rs]
@@ -301,11 +303,7 @@ def test_import_published_split(tmp_path):
     assert counts["unknown genre class"] == 1 and counts["unknown emotion class"] == 1
     assert counts["duplicate id"] == 1 and counts["malformed line in split file"] == 1
     assert counts["audio file missing"] == 1
-    assert counts["spectrogram missing"] == 1 and counts["tokens missing"] == 1
-    tokens = json.loads((corpus / "tokens.json").read_text())
-    assert len(tokens) == 20 and set(tokens) <= set(ids)
-    some = next(iter(tokens.values()))
-    assert set(some) == {"input_ids", "attention_mask"} and len(some["input_ids"]) == 32
+    assert counts["spectrogram missing"] == 1
     features = sorted((corpus / "features").glob("*.npy"))
     assert len(features) == 20
     arr = np.load(features[0], allow_pickle=False)
@@ -315,28 +313,25 @@ def test_import_published_split(tmp_path):
 
 
 def test_import_published_split_without_audio_requirement(tmp_path):
-    raw = m4a.write_published_fixture(tmp_path / "pub", seed=1, sizes=(9, 3, 3),
+    raw = fixtures.write_published_fixture(tmp_path / "pub", seed=1, sizes=(9, 3, 3),
                                       spectrogram_shape=(1, 20, 32))
-    m4a.import_published_split(raw / "split", tmp_path / "corpus", audio_dir=raw / "audios",
+    published.import_published_split(raw / "split", tmp_path / "corpus", audio_dir=raw / "audios",
                                require_audio=False, show_progress=False)
     n = sum(len(_read_split(tmp_path / "corpus", s)) for s in ("train", "val", "test"))
     assert n == 13                                   # 15 - unknown genre - unknown emotion
 
 
-def test_find_split_file_and_token_entries(tmp_path):
+def test_find_split_file(tmp_path):
     (tmp_path / "validation.json").write_text("[]")
-    assert m4a.find_split_file(tmp_path, "val").name == "validation.json"
+    assert published.find_split_file(tmp_path, "val").name == "validation.json"
     with pytest.raises(FileNotFoundError, match="test"):
-        m4a.find_split_file(tmp_path, "test")
-    assert m4a._token_entry({"ids": [[0, 5, 2]], "mask": [[1, 1, 1]]}) == {
-        "input_ids": [0, 5, 2], "attention_mask": [1, 1, 1]}
-    assert m4a._token_entry({"input_ids": [1, 2], "attention_mask": [1]}) is None
+        published.find_split_file(tmp_path, "test")
 
 
 def test_load_spectrogram_never_unpickles(tmp_path):
     path = tmp_path / "x.npy"
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError):
-        m4a.load_spectrogram(path)
+        published.load_spectrogram(path)
     np.save(path, np.ones((1, 5, 4), dtype=np.float64))
-    assert m4a.load_spectrogram(path).shape == (5, 4)
+    assert published.load_spectrogram(path).shape == (5, 4)

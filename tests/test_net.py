@@ -1,5 +1,5 @@
-"""The network interface helpers (utils.net): redaction, retries, rate limits, progress files,
-atomic downloads and the fake client. No test touches the real network."""
+"""The network helpers (utils.dataset_related.net, net_clients): redaction, retries, rate limits, progress files,
+checked downloads and the fake client. No test touches the real network."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from utils import net
-from utils.net import (FakeClient, NetError, ProgressLog, RateLimiter, RetryPolicy, Skip,
-                       error_for_status, finalize_part, parse_videos_response, part_path_for,
-                       redact, run_resumable)
+from utils.dataset_related import net, net_clients
+from utils.dataset_related.net import (NetError, ProgressLog, RateLimiter, RetryPolicy, Skip, checked_download,
+                                       error_for_status, redact, run_resumable)
+from utils.dataset_related.net_clients import FakeClient, parse_videos_response
+from utils.io import part_path
 
 
 # ------------------------------------------------------------------ redaction
@@ -43,7 +44,7 @@ def test_secret_from_env_names_the_variable(monkeypatch):
 def test_web_client_without_key_fails_before_any_request(monkeypatch):
     monkeypatch.delenv("YOUTUBE_API_KEY", raising=False)
     with pytest.raises(RuntimeError, match="YOUTUBE_API_KEY"):
-        net.WebClient().video_titles(["dQw4w9WgXcQ"])
+        net_clients.WebClient().video_titles(["dQw4w9WgXcQ"])
 
 
 # ------------------------------------------------------------------ retries and rate limits
@@ -163,7 +164,7 @@ def test_run_resumable_lets_programming_errors_through(tmp_path):
         run_resumable([("1", 1)], step, ProgressLog(tmp_path / "p.jsonl"), show_progress=False)
 
 
-# ------------------------------------------------------------------ atomic downloads
+# ------------------------------------------------------------------ checked downloads
 def _check_min_frames(min_frames):
     def check(path):
         info = sf.info(str(path))
@@ -172,24 +173,27 @@ def _check_min_frames(min_frames):
     return check
 
 
-def test_finalize_part_renames_only_checked_files(tmp_path):
+def _write_frames(frames):
+    def download(part):
+        sf.write(str(part), np.zeros(frames, dtype=np.float32), 1000, format="WAV")
+    return download
+
+
+def test_checked_download_renames_only_checked_files(tmp_path):
     final = tmp_path / "audio" / "x.wav"
-    part = part_path_for(final)
+    part = part_path(final)
     assert part.name == "x.wav.part"
-    part.parent.mkdir(parents=True)
-    sf.write(str(part), np.zeros(100, dtype=np.float32), 1000, format="WAV")
     with pytest.raises(ValueError, match="partial"):
-        finalize_part(part, final, _check_min_frames(1000))
+        checked_download(final, _write_frames(100), _check_min_frames(1000))
     assert not part.exists() and not final.exists()       # a partial file never counts as done
 
-    sf.write(str(part), np.zeros(1000, dtype=np.float32), 1000, format="WAV")
-    finalize_part(part, final, _check_min_frames(1000))
+    checked_download(final, _write_frames(1000), _check_min_frames(1000))
     assert final.exists() and not part.exists()
 
 
-def test_finalize_part_without_a_file_is_an_os_error(tmp_path):
+def test_checked_download_without_a_file_is_an_os_error(tmp_path):
     with pytest.raises(OSError, match="no file"):
-        finalize_part(tmp_path / "x.part", tmp_path / "x", lambda p: None)
+        checked_download(tmp_path / "x", lambda part: None, lambda p: None)
 
 
 # ------------------------------------------------------------------ responses and the fake
@@ -243,10 +247,10 @@ def test_fake_client_refuses_more_than_50_ids():
 def test_genius_errors_map_to_http_statuses():
     import requests
 
-    err = net._genius_error(requests.HTTPError(429, "Too many requests"))
+    err = net_clients._genius_error(requests.HTTPError(429, "Too many requests"))
     assert err.status == 429 and err.retryable
-    err = net._genius_error(AssertionError("Unexpected response status code: 503. Expected 200"))
+    err = net_clients._genius_error(AssertionError("Unexpected response status code: 503. Expected 200"))
     assert err.status == 503 and err.retryable
-    err = net._genius_error(AssertionError("Unexpected response status code: 401. Expected 200"))
+    err = net_clients._genius_error(AssertionError("Unexpected response status code: 401. Expected 200"))
     assert err.status == 401 and not err.retryable
-    assert net._genius_error(ValueError("odd")).status is None
+    assert net_clients._genius_error(ValueError("odd")).status is None

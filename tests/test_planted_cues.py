@@ -16,12 +16,13 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from utils.config import GENRES  # noqa: E402
-from utils.explanation import Explanation, Feature, SurrogateFit  # noqa: E402
-from utils.pipeline import load_splits  # noqa: E402
-from utils.sanity import (CUE_CHECKS, cue_rank, cue_songs, get_checks, hit_rates, is_hit, lyrics_ignored,  # noqa: E402
-                          modality_margin, model_fingerprint, plot_hit_rates, run_cue_checks)
-from utils.separation import OracleSeparator  # noqa: E402
-from utils.synth import LYRIC_CUES, read_metadata  # noqa: E402
+from utils.musiclime.explanation import Explanation, Feature, SurrogateFit  # noqa: E402
+from utils.model_related.pipeline import load_splits  # noqa: E402
+from utils.musiclime.planted import cue_rank, cue_songs, is_hit, modality_margin  # noqa: E402
+from utils.musiclime.sanity import (CUE_CHECKS, get_checks, hit_rates, lyrics_ignored, model_fingerprint,  # noqa: E402
+                                    plot_hit_rates, run_cue_checks)
+from utils.musiclime.separation import OracleSeparator  # noqa: E402
+from utils.dataset_related.synth import LYRIC_CUES, read_metadata  # noqa: E402
 
 
 def hand_made(weights: dict[str, float]) -> Explanation:
@@ -139,7 +140,8 @@ def test_model_fingerprint():
 
 def test_explain_song_and_write_explanation(small_corpus, tmp_path):
     from utils.config import get_profile
-    from utils.sanity import describe_cues, example_songs, explain_song, write_explanation
+    from utils.musiclime.planted import describe_cues, example_songs
+    from utils.musiclime.song import explain_song, write_explanation
 
     frame, metadata = load_splits(small_corpus)["test"], read_metadata(small_corpus)
     songs = example_songs(frame, 3)
@@ -178,7 +180,7 @@ THRESHOLDS = {
 
 @pytest.fixture(scope="module")
 def trained_results(trained_genre):
-    from utils.predict import load_predictor
+    from utils.musiclime.predict import load_predictor
 
     profile, corpus, run_dir = trained_genre
     predictors = {kind: load_predictor(run_dir, "genre", kind, profile, corpus, device="cpu")

@@ -3,13 +3,13 @@ import pytest
 import torch
 
 from utils.config import get_profile
-from utils.explainer import explain
-from utils.factorization import SourceSeparationSegments, WordFeatures
-from utils.features import find_audio, load_audio
-from utils.models import build_model
-from utils.pipeline import load_splits, prepare_tokens
-from utils.predict import ModelPredictor
-from utils.separation import OracleSeparator
+from utils.musiclime.explainer import explain
+from utils.musiclime.factorization import SourceSeparationSegments, WordFeatures
+from utils.dataset_related.features import find_audio, load_audio
+from utils.model_related.models import build_model
+from utils.model_related.pipeline import load_splits, prepare_tokens
+from utils.musiclime.predict import ModelPredictor
+from utils.musiclime.separation import OracleSeparator
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Loading the authors' published W / C pickles safely (utils.published).
+"""Loading the authors' published W / C pickles safely (utils.results.published).
 
 Every loader test runs on small pickles written in the authors' exact format by
 tests/published_fixtures.py (fixture ``published_fixture``). The tests marked ``published``
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from published_fixtures import AUTHORS_GLOBALS, PROTOCOL, class_index
-from utils import published
-from utils.published import (PUBLISHED_PAIRS, TASK_CLASSES, UnsafePickleError, load_published,
+from utils.results import published
+from utils.results.published import (PUBLISHED_PAIRS, TASK_CLASSES, UnsafePickleError, load_published,
                              load_published_pair, resolve_published_file, restricted_load)
 
 POP_VOCALS = [0.073, 0.055, 0.058, 0.051, 0.064, 0.065, 0.067, 0.044, 0.056, 0.061]

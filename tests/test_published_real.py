@@ -20,13 +20,13 @@ import pytest  # noqa: E402
 from published_fixtures import AUTHORS_GLOBALS, PUBLISHED_DIR_ENV, SKIP_REASON  # noqa: E402
 from test_figures import ANGRY_OTHER, PAPER_FIGURES, POP_VOCALS, _table, _texts  # noqa: E402
 from test_published import _file_names, _globals_in, _opcodes  # noqa: E402
-from utils import published  # noqa: E402
+from utils.results import published  # noqa: E402
 from utils.config import STEMS  # noqa: E402
-from utils.figures import (PAPER_HEATMAP_STEMS, heatmap_matrix, plot_audio_heatmap,  # noqa: E402
+from utils.results.figures import (PAPER_HEATMAP_STEMS, heatmap_matrix, plot_audio_heatmap,  # noqa: E402
                            plot_heatmap_and_word_bars, plot_top_features, regenerate_paper_figures,
                            top_features)
 from utils.main import main  # noqa: E402
-from utils.published import PUBLISHED_PAIRS, TASK_CLASSES, load_published, load_published_pair  # noqa: E402
+from utils.results.published import PUBLISHED_PAIRS, TASK_CLASSES, load_published, load_published_pair  # noqa: E402
 
 if not os.environ.get(PUBLISHED_DIR_ENV, "").strip():
     pytest.skip(SKIP_REASON, allow_module_level=True)
@@ -82,7 +82,7 @@ def test_genre_pop_heatmap_reproduces_published_values(real_published_dir, tmp_p
     assert matrix.shape == (4, 10)
     assert np.round(matrix[STEMS.index("vocals")], 3).tolist() == POP_VOCALS
     assert np.array_equal(heatmap_matrix(table, 5), matrix)             # class index 5 == pop
-    fig = plot_audio_heatmap(table, "pop", stems=PAPER_HEATMAP_STEMS, path=tmp_path / "pop.png")
+    fig = plot_audio_heatmap(table, "pop", stems=PAPER_HEATMAP_STEMS, save_path=tmp_path / "pop.png")
     texts = _texts(fig)
     assert len(texts) == 40 and texts[:10] == [f"{v:.3f}" for v in POP_VOCALS]
     assert texts[13] == "0.0087"                                        # bass3, as printed by the authors

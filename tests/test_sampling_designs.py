@@ -9,8 +9,9 @@ recover the slopes almost exactly where i.i.d. rows leave noise.
 import numpy as np
 import pytest
 
-from utils.explainer import crossed_design, crossed_sizes, explain, sample_crossed_neighbourhood
-from utils.factorization import SourceSeparationSegments, WordFeatures
+from utils.musiclime.explainer import explain
+from utils.musiclime.sampling import crossed_design, crossed_sizes, sample_crossed_neighbourhood
+from utils.musiclime.factorization import SourceSeparationSegments, WordFeatures
 
 SR = 8_000
 LYRICS = " ".join(f"word{i}" for i in range(30)) + "\n" + " ".join(f"word{i}" for i in range(0, 30, 3))
@@ -146,7 +147,7 @@ def test_crossed_neighbourhood_rows_are_the_design():
 def test_compare_sampling_table():
     from types import SimpleNamespace
 
-    from utils.sanity import compare_sampling
+    from utils.musiclime.song import compare_sampling
 
     fac, words = factorization(), WordFeatures(LYRICS)
     model = ToyFusion(fac.n_components, words.n_features, seed=6)

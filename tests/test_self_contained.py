@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from utils import music4all
+from utils.dataset_related import music4all
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = {".py", ".ipynb", ".md", ".txt", ".ini", ".cfg", ".toml", ".json", ".sh", ""}

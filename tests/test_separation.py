@@ -6,8 +6,9 @@ import pytest
 import soundfile
 
 from utils.config import STEMS
-from utils.separation import (CachedSeparator, HPSSSeparator, OpenUnmixSeparator, OracleSeparator, Separator,
-                              check_waveform, import_openunmix, separation_cache_key)
+from utils.musiclime.open_unmix import OpenUnmixSeparator, import_openunmix
+from utils.musiclime.separation import (CachedSeparator, HPSSSeparator, OracleSeparator, Separator, check_waveform,
+                                        separation_cache_key)
 
 SR = 16_000
 

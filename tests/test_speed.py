@@ -8,15 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from utils.benchmark import AuthorsLoop, _column_split
+from utils.musiclime.authors_loop import AuthorsLoop
 from utils.config import get_profile
-from utils.explainer import explain, sample_crossed_neighbourhood, sample_masks
-from utils.factorization import LineFeatures, SourceSeparationSegments, TimeSegments, WordFeatures
-from utils.features import ast_features, find_audio, load_audio, reference_features
-from utils.models import build_model
-from utils.pipeline import load_splits, prepare_tokens
-from utils.predict import ModelPredictor, PieceTokenizer, SpectralComposer, compose_texts
-from utils.separation import OracleSeparator
+from utils.musiclime.explainer import explain
+from utils.musiclime.sampling import sample_crossed_neighbourhood, sample_masks
+from utils.musiclime.factorization import LineFeatures, SourceSeparationSegments, TimeSegments, WordFeatures
+from utils.dataset_related.features import ast_features, find_audio, load_audio, reference_features
+from utils.model_related.models import build_model
+from utils.model_related.pipeline import load_splits, prepare_tokens
+from utils.musiclime.lyric_tokens import PieceTokenizer, compose_texts
+from utils.musiclime.predict import ModelPredictor
+from utils.musiclime.separation import OracleSeparator
+from utils.musiclime.spectral import SpectralComposer
+from utils.musiclime.speed import split_mask_columns
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +191,7 @@ def test_authors_loop_gives_the_fast_path_predictions(song, fusion, modality):
     loop = AuthorsLoop(fusion, profile, tokens.tokenizer, "cpu")
     slow = loop.predictions(masks, factorization, words, modality)
     fast = ModelPredictor(fusion, profile, tokens, "cpu").predict_masks(
-        *_column_split(masks, modality, 40, words.n_features), factorization, words)
+        *split_mask_columns(masks, modality, 40, words.n_features), factorization, words)
     assert slow.shape == fast.shape == (13, 9)
     assert np.abs(slow - fast).max() < 1e-4
     assert loop.timings["features"] > 0 and loop.timings["model"] > 0
@@ -203,4 +207,3 @@ def test_autocast_is_close_to_fp32(song, fusion):
     assert 0 < np.abs(bf16 - fp32).max() < 0.02                      # different arithmetic, close answers
     with pytest.raises(ValueError, match="autocast"):
         ModelPredictor(fusion, profile, tokens, "cpu", autocast="int8")
-    assert ModelPredictor(fusion, profile, tokens, "cpu", chunk_size="auto").chunk_size == 256

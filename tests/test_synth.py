@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from utils.config import EMOTIONS, GENRES, STEMS, emotion_from_valence_energy
-from utils.synth import AUDIO_CUES, LYRIC_CUES, CorpusSettings, generate_corpus, make_song, read_metadata
+from utils.dataset_related.synth import AUDIO_CUES, LYRIC_CUES, CorpusSettings, generate_corpus, make_song, read_metadata
 
 
 def _rows(corpus, split):

@@ -36,8 +36,19 @@ STEMS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
 """Open-Unmix stem order; audio component index = segment * len(STEMS) + stem index."""
 
 TASKS: dict[str, tuple[str, ...]] = {"genre": GENRES, "emotion": EMOTIONS}
+"""Class names per task; class index ``i`` is ``TASKS[task][i]``."""
 LABEL_COLUMNS: dict[str, str] = {"genre": "primary_short", "emotion": "emotion"}
+"""The split-file column that holds each task's label."""
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+"""The corpus splits, one ``<corpus>/<split>.jsonl`` file each."""
 MODEL_KINDS: tuple[str, ...] = ("lyrics", "audio", "multimodal")
+"""The three classifiers (:mod:`utils.model_related.models`)."""
+MODALITIES: tuple[str, ...] = ("both", "audio", "lyrical")
+"""Explainer modes: which components MusicLIME perturbs (audio and lyrics, audio only, lyrics only)."""
+KIND_MODALITIES: dict[str, tuple[str, ...]] = {"multimodal": MODALITIES, "audio": ("audio",), "lyrics": ("lyrical",)}
+"""The explainer modes each model kind supports (a unimodal model is explained on its own input)."""
+SEPARATORS: tuple[str, ...] = ("oracle", "hpss", "openunmix")
+"""Source separators: the synthetic corpus's true stems, HPSS, Open-Unmix (see ``musiclime/separation``)."""
 
 # The paper's 3x3 valence/energy grid (rows: valence high->low, columns: energy high->low).
 _EMOTION_GRID = (

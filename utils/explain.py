@@ -3,22 +3,23 @@
     python -m utils.explain AUDIO [--lyrics LYRICS.txt] [--model DIR] [--separator hpss|openunmix]
                             [--samples N] [--start SECONDS] [--out DIR]
 
-writes ``DIR/report.html`` (one self-contained page, :mod:`utils.report`) and
-``DIR/explanation.json`` (:meth:`utils.explanation.Explanation.to_json` plus a ``"run"`` entry
+writes ``DIR/report.html`` (one self-contained page, :mod:`utils.musiclime.report`) and
+``DIR/explanation.json`` (:meth:`utils.musiclime.explanation.Explanation.to_json` plus a ``"run"`` entry
 with the settings below; ``Explanation.from_json`` reads it back).
 
 Read top to bottom:
 
 1. :func:`find_model` reads ``model.json`` (task, kind, class names, profile) of a saved model;
    ``runs/<profile>/<task>/<kind>`` (its ``best/``) or the checkpoint folder itself.
-2. :func:`load_song_clip` loads any wav/flac/ogg/mp3 (mono or stereo, any rate) as mono at
-   the model's rate and cuts the model's clip out of it (:func:`clip_window`); a short file
-   is padded with a warning.
+2. :func:`read_clip` loads any wav/flac/ogg/mp3 (mono or stereo, any rate) as mono at the
+   model's rate and cuts the model's clip out of it with the project's one clip policy
+   (:mod:`utils.musiclime.song`; here the window is centred on the file's middle unless
+   ``--start`` is given); a short file is padded with a warning.
 3. :func:`explain_song_file` separates the clip into stems x segments
-   (:class:`utils.factorization.SourceSeparationSegments`) and runs
-   :func:`utils.explainer.explain` with a tqdm bar.
+   (:func:`utils.musiclime.song.clip_factorization`) and runs
+   :func:`utils.musiclime.explainer.explain` with a tqdm bar.
 4. :func:`main` checks every input first, computes, renders, and only then creates the output
-   folder and moves the two files into place (each written to a temporary file first).
+   folder and writes the two files into place atomically.
 
 Bad input (a missing, unreadable or silent audio file, an empty or missing lyrics file, a
 model folder that is not a saved model of the expected task/kind, ``--samples`` below 2, an
@@ -31,7 +32,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import MODEL_KINDS, PROFILES, PROJECT_ROOT, TASKS, Profile, get_profile
+from utils.config import MODEL_KINDS, PROFILES, PROJECT_ROOT, TASKS, Profile, get_profile
+from utils.io import atomic_write
+from utils.musiclime.song import SongClip, clip_factorization, load_song_clip, make_separator
 
 DEFAULT_MODEL = Path("runs/tiny/genre/multimodal")
 """Relative to the project root: the tiny multimodal genre model that ``python -m utils.main`` trains."""
@@ -90,7 +92,7 @@ def find_model(model_dir: str | os.PathLike, task: str | None = None, kind: str 
 
     ``task`` / ``kind``, when given, must match the model's. Raises :class:`UsageError`.
     """
-    from .models import CONFIG_FILE, WEIGHTS_FILE
+    from utils.model_related.models import CONFIG_FILE, WEIGHTS_FILE
 
     model_dir = Path(model_dir)
     where = f"--model {model_dir}"
@@ -131,13 +133,13 @@ def find_model(model_dir: str | os.PathLike, task: str | None = None, kind: str 
 
 
 def load_tokens(model: ModelInfo, tokenizer: str | os.PathLike | None = None):
-    """The lyrics tokenizer of ``model`` in a :class:`utils.text.TokenCache`.
+    """The lyrics tokenizer of ``model`` in a :class:`utils.dataset_related.text.TokenCache`.
 
     Default: ``<model folder>/tokenizer`` when present, else the profile's: the main job's
     corpus tokenizer (``data/synthetic/tokenizer``) for a corpus-trained one, otherwise its hub
     id (``roberta-large``). A corpus tokenizer must have exactly the model's vocabulary size.
     """
-    from .text import TokenCache, load_tokenizer
+    from utils.dataset_related.text import TokenCache, load_tokenizer
 
     corpus_trained = model.profile.model.tokenizer_source == "corpus"
     if tokenizer is None:
@@ -157,124 +159,34 @@ def load_tokens(model: ModelInfo, tokenizer: str | os.PathLike | None = None):
     return TokenCache(loaded, model.profile.model.max_tokens)
 
 
-# ---------------------------------------------------------------- 2. the clip
-def clip_window(num_samples: int, clip_samples: int, sample_rate: int,
-                start_seconds: float | None = None) -> tuple[int, int]:
-    """Where the model's clip is cut from a file: ``(start, end)`` in samples, end exclusive.
+# ---------------------------------------------------------------- 2. the inputs
+def read_clip(path: Path, model: ModelInfo, start_seconds: float | None) -> SongClip:
+    """The model's clip of an audio file (:func:`utils.musiclime.song.load_song_clip`; ``None``: the middle).
 
-    Parameters
-    ----------
-    num_samples : int
-        Length of the (resampled) file, samples.
-    clip_samples : int
-        The model's input length, samples.
-    sample_rate : int
-        Hz of both.
-    start_seconds : float, optional
-        Where the clip starts, seconds. Default: the clip is centred on the file's middle
-        (``start = (num_samples - clip_samples) // 2``); a file shorter than the clip starts at 0.
-
-    Returns
-    -------
-    (int, int)
-        ``end - start == clip_samples`` when the file is long enough; otherwise ``(0,
-        num_samples)`` and the caller pads ``clip_samples - num_samples`` zeros.
-
-    Raises
-    ------
-    UsageError
-        A start that is negative or leaves less than a clip before the end of the file (or, for a
-        file shorter than the clip, is not 0).
+    Raises :class:`UsageError` naming the file when it is missing, unreadable or its clip is
+    silent, or naming ``--start`` when the window does not fit.
     """
-    if start_seconds is None:
-        start = max(0, (num_samples - clip_samples) // 2)
-    else:
-        latest = max(0, num_samples - clip_samples)
-        start = int(round(float(start_seconds) * sample_rate)) if np.isfinite(start_seconds) else -1
-        if start < 0 or start > latest:
-            raise UsageError(f"--start {start_seconds}: the {clip_samples / sample_rate:g} s clip must lie inside "
-                             f"the {num_samples / sample_rate:.2f} s file; choose a start in "
-                             f"[0, {latest / sample_rate:.2f}]")
-    return start, min(num_samples, start + clip_samples)
+    from utils.dataset_related.features import AudioError
+    from utils.musiclime.separation import SILENCE_PEAK
 
-
-@dataclass(frozen=True)
-class SongClip:
-    """The clip the model sees, cut from an audio file.
-
-    Attributes
-    ----------
-    waveform : np.ndarray, shape (clip_samples,)
-        Mono float32 at ``sample_rate``, zero-padded at the end when the file is short.
-    sample_rate : int
-        The model's rate, Hz.
-    window : (int, int)
-        ``(start, end)`` of the clip in the resampled file, samples (end exclusive).
-    file_samples : int
-        Length of the resampled file, samples.
-    padded_samples : int
-        Zeros appended (0 unless the file is shorter than the clip).
-    input_sample_rate, input_channels : int or None
-        The file's own rate (Hz) and channels, when soundfile can tell.
-    """
-
-    waveform: np.ndarray
-    sample_rate: int
-    window: tuple[int, int]
-    file_samples: int
-    padded_samples: int
-    input_sample_rate: int | None
-    input_channels: int | None
-
-
-def load_song_clip(path: str | os.PathLike, sample_rate: int, clip_samples: int,
-                   start_seconds: float | None = None) -> SongClip:
-    """Load an audio file as mono at ``sample_rate`` and cut the model's clip from it.
-
-    Any format librosa reads (wav, flac, ogg, mp3), mono or stereo (channels averaged), any
-    rate (resampled); integer PCM comes out in [-1, 1]. A file shorter than ``clip_samples``
-    is zero-padded at the end with a ``UserWarning``. Raises :class:`UsageError` naming the
-    file when it is missing, unreadable or silent (whole file or the chosen window).
-    """
-    from .features import load_audio
-    from .separation import SILENCE_PEAK
-
-    path = Path(path)
+    rate, clip_samples = model.profile.audio.sample_rate, model.profile.clip_samples
     try:
-        with warnings.catch_warnings():  # librosa's soundfile -> audioread fallback notices
-            warnings.filterwarnings("ignore", message="PySoundFile failed")
-            warnings.simplefilter("ignore", FutureWarning)
-            waveform = load_audio(path, sample_rate, name=f"AUDIO {path}")
+        clip = load_song_clip(path, rate, clip_samples, start_seconds, name=f"AUDIO {path}")
     except FileNotFoundError as error:
         raise UsageError(f"AUDIO {path}: no such file") from error
-    except ValueError as error:          # utils.features.AudioError: unreadable, empty, NaN
+    except AudioError as error:          # unreadable, empty, NaN
         cause = error.__cause__
         if cause is None:
             raise UsageError(str(error)) from error
         raise UsageError(f"AUDIO {path}: cannot decode it as audio (wav, flac, ogg or mp3): "
                          f"{type(cause).__name__} {cause}".rstrip()) from error
-    if float(np.max(np.abs(waveform))) < SILENCE_PEAK:
-        raise UsageError(f"AUDIO {path}: decodes to silence (peak |sample| < {SILENCE_PEAK}); nothing to explain")
-    start, end = clip_window(waveform.shape[0], clip_samples, sample_rate, start_seconds)
-    clip = waveform[start:end]
-    padded = clip_samples - clip.shape[0]
-    if padded:
-        warnings.warn(f"AUDIO {path} is {waveform.shape[0] / sample_rate:.2f} s long, shorter than the model's "
-                      f"{clip_samples / sample_rate:g} s input; padded with {padded / sample_rate:.2f} s of silence",
-                      UserWarning, stacklevel=2)
-        clip = np.pad(clip, (0, padded))
-    if float(np.max(np.abs(clip))) < SILENCE_PEAK:
-        raise UsageError(f"AUDIO {path}: the clip {start / sample_rate:.2f}-{end / sample_rate:.2f} s is silent; "
-                         "choose another --start")
-    try:
-        import soundfile
-
-        info = soundfile.info(str(path))
-        rate, channels = int(info.samplerate), int(info.channels)
-    except Exception:                    # formats only audioread decodes
-        rate = channels = None
-    return SongClip(np.ascontiguousarray(clip, dtype=np.float32), int(sample_rate), (start, end),
-                    int(waveform.shape[0]), int(padded), rate, channels)
+    except ValueError as error:          # the window does not fit in the file
+        raise UsageError(f"--{error}") from error
+    if float(np.max(np.abs(clip.waveform))) < SILENCE_PEAK:
+        start, end = clip.window
+        raise UsageError(f"AUDIO {path}: the clip {start / rate:.2f}-{end / rate:.2f} s is silent (peak |sample| "
+                         f"< {SILENCE_PEAK}); nothing to explain there: choose another --start or file")
+    return clip
 
 
 def read_lyrics(path: str | os.PathLike) -> str:
@@ -291,14 +203,10 @@ def read_lyrics(path: str | os.PathLike) -> str:
     return text.replace("\r\n", "\n").strip("\n")
 
 
-def make_separator(name: str):
+def cli_separator(name: str):
     """``hpss`` (weight-free, offline) or ``openunmix`` (the paper's; needs the package and its weights)."""
-    from .separation import HPSSSeparator, OpenUnmixSeparator
-
-    if name == "hpss":
-        return HPSSSeparator()
     try:
-        return OpenUnmixSeparator()
+        return make_separator(name)
     except Exception as error:           # ImportError, or a failed weight download
         raise UsageError(f"--separator openunmix is not available here ({type(error).__name__}: "
                          f"{str(error)[:300]}); use --separator hpss (weight-free)") from error
@@ -312,18 +220,16 @@ def explain_song_file(predictor: Any, model: ModelInfo, clip: SongClip | None, l
 
     The mode follows the model (:data:`MODES`); a multimodal model without lyrics gets empty
     lyrics and is explained in ``'audio'`` mode. Returns the
-    :class:`utils.explanation.Explanation` with its factorization attached.
+    :class:`utils.musiclime.explanation.Explanation` with its factorization attached.
     """
-    from .explainer import explain
-    from .factorization import SourceSeparationSegments
+    from utils.musiclime.explainer import explain
 
     modality = MODES[model.kind] if lyrics is not None or model.kind != "multimodal" else "audio"
     factorization = None
     if model.kind != "lyrics":
         if progress:
             print(f"separating the clip into stems ({getattr(separator, 'name', separator)}) ...", file=sys.stderr)
-        factorization = SourceSeparationSegments(clip.waveform, clip.sample_rate, separator,
-                                                 num_segments=model.profile.num_segments)
+        factorization = clip_factorization(clip, separator, model.profile.num_segments)
     text = None if model.kind == "audio" else ("" if lyrics is None else lyrics)
     return explain(predictor, factorization, text, sample_rate=clip.sample_rate if clip else None,
                    modality=modality, labels=None if label is None else [label], num_samples=num_samples,
@@ -349,18 +255,10 @@ def check_out_dir(out_dir: Path, inputs: list[Path]) -> None:
 
 
 def write_files(out_dir: Path, files: dict[str, bytes]) -> None:
-    """Create ``out_dir`` and move each file into place atomically (temporary file, then ``os.replace``)."""
+    """Create ``out_dir`` and write each file into place atomically (:func:`utils.io.atomic_write`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        handle, temporary = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".part")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, out_dir / name)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        atomic_write(out_dir / name, data)
 
 
 # ---------------------------------------------------------------- command line
@@ -415,6 +313,52 @@ def _label_index(label: str | None, class_names: list[str]) -> int | None:
     raise UsageError(f"--label {label!r}: not one of the model's classes {class_names} (or an index)")
 
 
+def _inputs(args: argparse.Namespace, model: ModelInfo) -> tuple[Path | None, Path | None]:
+    """``(audio, lyrics)`` paths the model uses; the other one is refused or ignored with a warning."""
+    audio = Path(args.audio) if args.audio else None
+    lyrics_path = Path(args.lyrics) if args.lyrics else None
+    if model.kind == "lyrics":
+        if lyrics_path is None:
+            raise UsageError(f"--lyrics is required: {model.directory} is a lyrics model")
+        if audio is not None:
+            warnings.warn(f"AUDIO {audio} is ignored: {model.directory} is a lyrics model")
+        return None, lyrics_path
+    if audio is None:
+        raise UsageError(f"AUDIO is required: {model.directory} is a{'n' if model.kind == 'audio' else ''} "
+                         f"{model.kind} model")
+    if model.kind == "audio" and lyrics_path is not None:
+        warnings.warn(f"--lyrics {lyrics_path} is ignored: {model.directory} is an audio model")
+        lyrics_path = None
+    return audio, lyrics_path
+
+
+def _predictor(args: argparse.Namespace, model: ModelInfo):
+    """``(ModelPredictor, device)`` of the saved model."""
+    from utils.config import resolve_device
+    from utils.model_related.models import load_model
+    from utils.musiclime.predict import ModelPredictor
+
+    tokens = load_tokens(model, args.tokenizer) if model.kind != "audio" else None
+    device = resolve_device(args.device or model.profile.device)
+    try:
+        network, _ = load_model(model.directory, device=device)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--model {model.directory}: cannot load the weights: {error}") from error
+    return ModelPredictor(network, model.profile, tokens, device=device), device
+
+
+def _clip_settings(clip: SongClip | None, separator: str) -> dict:
+    """The clip's part of the run settings: separator, window and file format (all None without audio)."""
+    keys = ("separator", "start_seconds", "window_samples", "window_seconds", "file_seconds", "padded_seconds",
+            "input_sample_rate", "input_channels")
+    if clip is None:
+        return dict.fromkeys(keys)
+    rate, (start, end) = clip.sample_rate, clip.window
+    return dict(zip(keys, (separator, start / rate, [start, end], [start / rate, end / rate],
+                           clip.file_samples / rate, clip.padded_samples / rate, clip.input_sample_rate,
+                           clip.input_channels)))
+
+
 def explain_from_args(args: argparse.Namespace) -> Path:
     """Everything :func:`main` does after parsing; returns the output folder. Raises :class:`UsageError`."""
     for name, value, low in (("--samples", args.samples, 2), ("--top-k", args.top_k, 1),
@@ -423,65 +367,33 @@ def explain_from_args(args: argparse.Namespace) -> Path:
             raise UsageError(f"argument {name}: must be >= {low}, got {value}")
     model = find_model(PROJECT_ROOT / DEFAULT_MODEL if args.model is None else args.model, args.task, args.kind)
     label = _label_index(args.label, model.class_names)
-    audio = Path(args.audio) if args.audio else None
-    lyrics_path = Path(args.lyrics) if args.lyrics else None
-    if model.kind == "lyrics":
-        if lyrics_path is None:
-            raise UsageError(f"--lyrics is required: {model.directory} is a lyrics model")
-        if audio is not None:
-            warnings.warn(f"AUDIO {audio} is ignored: {model.directory} is a lyrics model")
-            audio = None
-    elif audio is None:
-        raise UsageError(f"AUDIO is required: {model.directory} is a{'n' if model.kind == 'audio' else ''} "
-                         f"{model.kind} model")
-    if model.kind == "audio" and lyrics_path is not None:
-        warnings.warn(f"--lyrics {lyrics_path} is ignored: {model.directory} is an audio model")
-        lyrics_path = None
+    audio, lyrics_path = _inputs(args, model)
     inputs = [p for p in (audio, lyrics_path) if p is not None]
     out_dir = Path(args.out) if args.out else Path("explanations") / inputs[0].stem
     check_out_dir(out_dir, inputs)
     lyrics = read_lyrics(lyrics_path) if lyrics_path is not None else None
     if lyrics is not None and model.kind != "audio":
-        from .factorization import WordFeatures
+        from utils.musiclime.factorization import WordFeatures
 
         if WordFeatures(lyrics).n_features < 2:
             raise UsageError(f"--lyrics {lyrics_path}: fewer than 2 distinct words; nothing to explain")
-    clip = None
-    if audio is not None:
-        clip = load_song_clip(audio, model.profile.audio.sample_rate, model.profile.clip_samples, args.start)
-    separator = make_separator(args.separator) if model.kind != "lyrics" else None
-
-    from .config import resolve_device
-    from .models import load_model
-    from .predict import ModelPredictor
-
-    tokens = load_tokens(model, args.tokenizer) if model.kind != "audio" else None
-    device = resolve_device(args.device or model.profile.device)
-    try:
-        network, _ = load_model(model.directory, device=device)
-    except (OSError, ValueError) as error:
-        raise UsageError(f"--model {model.directory}: cannot load the weights: {error}") from error
-    predictor = ModelPredictor(network, model.profile, tokens, device=device)
+    clip = read_clip(audio, model, args.start) if audio is not None else None
+    separator = cli_separator(args.separator) if model.kind != "lyrics" else None
+    predictor, device = _predictor(args, model)
     explanation = explain_song_file(predictor, model, clip, lyrics, separator, num_samples=args.samples,
                                     seed=args.seed, batch_size=args.batch_size, label=label)
 
-    from .report import render_report
+    from utils.musiclime.report import render_report
 
     explained = explanation.labels[0]
     rate = model.profile.audio.sample_rate
+    clip_run = _clip_settings(clip, args.separator)
     run_settings = {
         "audio": None if audio is None else str(audio), "lyrics": None if lyrics_path is None else str(lyrics_path),
         "model_dir": str(model.directory), "task": model.task, "kind": model.kind, "profile": model.profile.name,
         "modality": explanation.modality, "explained_class": model.class_names[explained],
-        "separator": None if clip is None else args.separator, "samples": args.samples, "seed": args.seed,
-        "batch_size": args.batch_size, "top_k": args.top_k, "device": device,
-        "start_seconds": None if clip is None else clip.window[0] / rate,
-        "window_samples": None if clip is None else list(clip.window),
-        "window_seconds": None if clip is None else [clip.window[0] / rate, clip.window[1] / rate],
-        "file_seconds": None if clip is None else clip.file_samples / rate,
-        "padded_seconds": None if clip is None else clip.padded_samples / rate,
-        "input_sample_rate": None if clip is None else clip.input_sample_rate,
-        "input_channels": None if clip is None else clip.input_channels,
+        "separator": clip_run.pop("separator"), "samples": args.samples, "seed": args.seed,
+        "batch_size": args.batch_size, "top_k": args.top_k, "device": device, **clip_run,
         "sample_rate": rate, "clip_seconds": model.profile.clip_samples / rate,
         "num_segments": None if clip is None else model.profile.num_segments,
         "score": explanation.fit(explained).score,

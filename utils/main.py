@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import PROJECT_ROOT
-from .published import SOURCE_URL_PATTERN, fetch_published
+from utils.config import PROJECT_ROOT
+from utils.results.published import SOURCE_URL_PATTERN, fetch_published
 
 NOTEBOOKS = (
     "dataset_related/01_synthetic_corpus.ipynb",

@@ -1,0 +1,399 @@
+"""Small inputs in the real formats, for tests, CI and the notebooks' fixture mode.
+
+Each writer puts a few dozen songs (with deliberate defects, one of each kind the pipelines
+must survive) in a folder, plus ``expected.json`` saying what each item should become:
+
+* :func:`write_music4all_fixture` -- raw Music4All (for :func:`utils.dataset_related.music4all.build_m4a`);
+* :func:`write_published_fixture` -- the authors' published M4A release
+  (for :func:`utils.dataset_related.music4all_published.import_published_split`);
+* :func:`write_audioset_fixture` -- AudioSet's segment CSVs and ontology, and the canned network
+  answers of :class:`utils.dataset_related.net_clients.FakeClient`
+  (for :func:`utils.dataset_related.audioset.build_audioset`).
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from utils.config import EMOTIONS, GENRES
+from utils.dataset_related.corpus import SPLITS
+
+
+# ================================================================== Music4All
+# (tag list, class expected by reading the rules by hand) -- the fixture songs cycle through these.
+FIXTURE_TAGS: tuple[tuple[str, str | None], ...] = (
+    ("pop", "pop"), ("indie pop,pop,indie", "pop"), ("synthpop", "pop"), ("classic rock,rock", "rock"),
+    ("rock,classic rock,blues", "rock"), ("hard rock,rock", "rock"),
+    ("alternative rock,rock,indie", "alternative rock"), ("indie rock,rock", "alternative rock"),
+    ("grunge,rock", "alternative rock"), ("soul,rhythm and blues", "rhythm music"),
+    ("jazz,blues", "rhythm music"), ("reggae,ska", "rhythm music"), ("house,electronic", "electronic"),
+    ("electronic,pop", "electronic"), ("techno", "electronic"), ("hip hop,rap", "hip hop"),
+    ("rap,hip hop,trap music", "hip hop"), ("trap music", "hip hop"), ("folk,indie folk", "folk"),
+    ("country", "folk"), ("singer-songwriter,folk", "folk"), ("metal,heavy metal", "heavy music"),
+    ("metalcore,metal", "heavy music"), ("hardcore,punk", "heavy music"), ("post-punk,new wave", "punk"),
+    ("punk", "punk"), ("synthpop,new wave", "punk"), ("pop,rock", None), ("classical,piano", None),
+    ("soundtrack", None),
+)
+
+_WORDS = ("love night heart fire road rain dance light dream city sky river gold storm "
+          "home baby time world money street summer winter shadow ocean thunder").split()
+_PT_LINES = ("eu quero ver o mar contigo", "a saudade nao me deixa dormir",
+             "meu coracao e teu para sempre", "na rua da cidade a chuva cai devagar")
+
+
+def _unique_ids(rng: np.random.Generator, count: int) -> list[str]:
+    ids: list[str] = []
+    while len(ids) < count:
+        candidate = _fixture_id(rng)
+        if candidate not in ids:
+            ids.append(candidate)
+    return ids
+
+
+def _fixture_id(rng: np.random.Generator) -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return "".join(rng.choice(list(alphabet), size=16))
+
+
+def _english_lyrics(rng: np.random.Generator, lines: int = 8) -> str:
+    out = []
+    for k in range(lines):
+        words = rng.choice(_WORDS, size=5)
+        out.append(f"i {words[0]} the {words[1]} and the {words[2]} of {words[3]} {words[4]}")
+        if k == 3:
+            out.append("")
+    return "\n".join(out)
+
+
+def _tone(rng: np.random.Generator, seconds: float, sample_rate: int) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    freq = float(rng.uniform(150, 800))
+    wave = 0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(t.size)
+    return wave.astype(np.float32)
+
+
+def write_music4all_fixture(directory: str | Path, seed: int = 0, repeats: int = 2,
+                            audio_seconds: float = 5.0, sample_rate: int = 22_050) -> Path:
+    """Write a small raw Music4All in the real formats (for tests, CI and the notebooks).
+
+    Files: tab-separated ``id_genres.csv`` (``id``, ``genres`` = comma-separated tags in
+    one column), ``id_lang.csv`` (``id``, ``lang``), ``id_metadata.csv`` (``id``,
+    ``spotify_id``, ``popularity``, ``release``, ``danceability``, ``energy``, ``key``,
+    ``mode``, ``valence``, ``tempo``, ``duration_ms``), ``lyrics/<id>.txt`` and
+    ``audios/<id>.mp3`` (``audio_seconds`` s tones at ``sample_rate`` Hz).
+
+    Songs cycle ``repeats`` times through :data:`FIXTURE_TAGS`; on purpose some songs are
+    non-English or lack a language, lyrics (missing / empty file), valence, audio (missing
+    / not decodable), an id appears twice, one song repeats another's lyrics, and each csv
+    has a malformed row. ``<directory>/expected.json`` records the ids, their tag lists,
+    the class read off the rules by hand, and which id each defect hit.
+    """
+    rng = np.random.default_rng(seed)
+    root = Path(directory)
+    (root / "lyrics").mkdir(parents=True, exist_ok=True)
+    (root / "audios").mkdir(parents=True, exist_ok=True)
+    tags = [t for _ in range(repeats) for t in FIXTURE_TAGS]
+    ids = _unique_ids(rng, len(tags))
+    defects = _music4all_defects(rng, ids, tags)
+    lyrics_of = {song_id: _english_lyrics(rng) for song_id in ids}
+    dup_source = next(i for i in ids if i not in defects and tags[ids.index(i)][1] is not None)
+    _write_music4all_tables(root, rng, ids, tags, defects)
+    for song_id in ids:
+        kind = defects.get(song_id)
+        if kind == "lyrics_missing":
+            continue
+        text = lyrics_of[song_id]
+        if kind == "lyrics_empty":
+            text = "\n[Instrumental]\n\n"
+        elif kind in ("lang_pt", "lang_es"):
+            text = "\n".join(rng.choice(_PT_LINES, size=6))
+        elif kind == "dup_lyrics":
+            text = lyrics_of[dup_source].upper()        # same words, different case
+        (root / "lyrics" / f"{song_id}.txt").write_text("[Verse 1]\r\n" + text.replace("\n", "\r\n"),
+                                                        encoding="utf-8")
+    _write_music4all_audio(root / "audios", rng, ids, defects, audio_seconds, sample_rate)
+    expected = {"ids": ids, "tags": [t for t, _ in tags], "classes": [c for _, c in tags],
+                "defects": defects, "duplicate_lyrics_of": dup_source}
+    (root / "expected.json").write_text(json.dumps(expected, indent=1), encoding="utf-8")
+    return root
+
+
+def _music4all_defects(rng: np.random.Generator, ids: list[str], tags: list[tuple]) -> dict[str, str]:
+    """``{id: defect}``, on songs of classes that still keep >= 3 clean songs."""
+    order = rng.permutation(len(ids))
+    kinds = ["lang_pt", "lang_es", "lang_missing", "lyrics_missing", "lyrics_empty",
+             "valence_missing", "energy_bad", "audio_missing", "audio_broken", "dup_lyrics"]
+    defects: dict[str, str] = {}
+    used_classes: dict[str, int] = defaultdict(int)
+    for idx in order:
+        if len(defects) == len(kinds):
+            break
+        cls = tags[idx][1]
+        if cls is None or used_classes[cls] >= 2:
+            continue
+        used_classes[cls] += 1
+        defects[ids[idx]] = kinds[len(defects)]
+    return defects
+
+
+def _write_music4all_tables(root: Path, rng: np.random.Generator, ids: list[str], tags: list[tuple],
+                            defects: dict[str, str]) -> None:
+    """``id_genres.csv``, ``id_lang.csv`` and ``id_metadata.csv``, each with a malformed row."""
+    genre_rows = [f"{song_id}\t{tag_list}" for song_id, (tag_list, _) in zip(ids, tags)]
+    genre_rows += [f"{ids[0]}\t{tags[0][0]}",                 # duplicate id
+                   "brokenrow01\trock\textra\tfields",         # too many fields
+                   "\tpop"]                                   # empty id
+    langs = {"lang_pt": "pt", "lang_es": "es"}
+    lang_rows = [f"{song_id}\t{langs.get(defects.get(song_id), 'en')}"
+                 for song_id in ids if defects.get(song_id) != "lang_missing"]
+    lang_rows.append("x\ty\tz\tw")                            # too many fields
+    cols = ["id", "spotify_id", "popularity", "release", "danceability", "energy", "key",
+            "mode", "valence", "tempo", "duration_ms"]
+    meta_rows = []
+    for song_id in ids:
+        kind = defects.get(song_id)
+        valence = "" if kind == "valence_missing" else f"{rng.uniform(0, 1):.3f}"
+        energy = "n/a" if kind == "energy_bad" else f"{rng.uniform(0, 1):.3f}"
+        row = [song_id, _fixture_id(rng)[:22], str(int(rng.integers(0, 100))),
+               str(int(rng.integers(1960, 2020))), f"{rng.uniform(0, 1):.3f}", energy,
+               str(int(rng.integers(0, 12))), str(int(rng.integers(0, 2))), valence,
+               f"{rng.uniform(60, 180):.3f}", str(int(rng.integers(120000, 300000)))]
+        meta_rows.append("\t".join(row))
+    meta_rows.append("\t".join(["tooManyCols"] + ["1"] * 12))
+    for name, header, rows in (("id_genres.csv", "id\tgenres", genre_rows), ("id_lang.csv", "id\tlang", lang_rows),
+                               ("id_metadata.csv", "\t".join(cols), meta_rows)):
+        (root / name).write_text("\n".join([header] + rows) + "\n", encoding="utf-8")
+
+
+def _write_music4all_audio(audio_dir: Path, rng: np.random.Generator, ids: list[str], defects: dict[str, str],
+                           audio_seconds: float, sample_rate: int) -> None:
+    import soundfile as sf
+
+    for song_id in ids:
+        kind = defects.get(song_id)
+        path = audio_dir / f"{song_id}.mp3"
+        if kind == "audio_missing":
+            continue
+        if kind == "audio_broken":
+            path.write_bytes(b"ID3" + bytes(rng.integers(0, 256, size=2000, dtype=np.uint8)))
+            continue
+        sf.write(str(path), _tone(rng, audio_seconds, sample_rate), sample_rate, format="MP3")
+
+
+def write_published_fixture(directory: str | Path, seed: int = 0,
+                            sizes: tuple[int, int, int] = (18, 9, 9),
+                            spectrogram_shape: tuple[int, ...] = (1, 400, 32),
+                            audio_seconds: float = 5.0, sample_rate: int = 22_050) -> Path:
+    """Write a small copy of the authors' published M4A release, in its formats.
+
+    ``split/train.jsonl`` (JSON lines), ``split/val.json`` (JSON lines under a ``.json``
+    name), ``split/test.json`` (a JSON array) with ``id``, ``lyrics``, ``primary_short``,
+    ``emotion``; ``spectrograms/<id>.npy`` (float32 ``spectrogram_shape``, the extractor's
+    batch axis first); ``audios/<id>.mp3``. Defects: one row with an unknown genre, one with
+    an unknown emotion, one non-JSON line, one id repeated in another split, one spectrogram
+    and one audio file missing.
+    """
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    root = Path(directory)
+    for sub in ("split", "spectrograms", "audios"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    ids = _unique_ids(rng, sum(sizes))
+    records = [{"id": song_id, "lyrics": _english_lyrics(rng), "primary_short": GENRES[k % len(GENRES)],
+                "emotion": EMOTIONS[(k * 4) % len(EMOTIONS)]} for k, song_id in enumerate(ids)]
+    records[1]["primary_short"] = "polka"
+    records[2]["emotion"] = "Bored"
+    bounds = np.cumsum((0,) + tuple(sizes))
+    parts = {s: records[bounds[i]:bounds[i + 1]] for i, s in enumerate(SPLITS)}
+    parts["test"] = parts["test"] + [dict(parts["train"][3])]          # id repeated across splits
+    train_lines = [json.dumps(rec) + "\n" for rec in parts["train"]] + ["{not json\n"]
+    (root / "split" / "train.jsonl").write_text("".join(train_lines), encoding="utf-8")
+    (root / "split" / "val.json").write_text("".join(json.dumps(rec) + "\n" for rec in parts["val"]),
+                                             encoding="utf-8")
+    (root / "split" / "test.json").write_text(json.dumps(parts["test"]), encoding="utf-8")
+    for k, song_id in enumerate(ids):
+        if k != 5:
+            arr = rng.standard_normal(spectrogram_shape).astype(np.float32)
+            np.save(root / "spectrograms" / f"{song_id}.npy", arr, allow_pickle=False)
+        if k != 7:
+            sf.write(str(root / "audios" / f"{song_id}.mp3"),
+                     _tone(rng, audio_seconds, sample_rate), sample_rate, format="MP3")
+    return root
+
+
+# ================================================================== AudioSet
+_AUDIOSET_ONTOLOGY: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    # (id, name, child ids) -- a subset of the real AudioSet ontology, same ids and names
+    ("/m/04rlf", "Music", ("/m/0kpv1t",)),
+    ("/m/0kpv1t", "Music genre", ("/m/064t9", "/m/0glt670", "/m/06by7", "/m/06j6l", "/m/0gywn", "/m/06cqb",
+                                  "/m/01lyv", "/m/02x8m", "/m/02w4v", "/m/03_d0", "/m/026z9", "/m/0ggq0m",
+                                  "/m/02lkt", "/m/0155w")),
+    ("/m/064t9", "Pop music", ()), ("/m/0glt670", "Hip hop music", ("/m/04j_h4", "/m/0n8zsc8", "/m/02cz_7")),
+    ("/m/04j_h4", "Grime music", ()), ("/m/0n8zsc8", "Trap music", ()), ("/m/02cz_7", "Beatboxing", ()),
+    ("/m/06by7", "Rock music", ("/m/03lty", "/m/05r6t", "/m/0dls3", "/m/0dl5d", "/m/07sbbz2", "/m/05w3f")),
+    ("/m/03lty", "Heavy metal", ()), ("/m/05r6t", "Punk rock", ()), ("/m/0dls3", "Grunge", ()),
+    ("/m/0dl5d", "Progressive rock", ()), ("/m/07sbbz2", "Rock and roll", ()),
+    ("/m/05w3f", "Psychedelic rock", ()), ("/m/06j6l", "Rhythm and blues", ()),
+    ("/m/0gywn", "Soul music", ()), ("/m/06cqb", "Reggae", ("/m/0190y4",)), ("/m/0190y4", "Dub", ()),
+    ("/m/01lyv", "Country", ("/m/015y_n", "/m/0gg8l")), ("/m/015y_n", "Swing music", ()),
+    ("/m/0gg8l", "Bluegrass", ()), ("/m/02x8m", "Funk", ()), ("/m/02w4v", "Folk music", ()),
+    ("/m/03_d0", "Jazz", ()), ("/m/026z9", "Disco", ()), ("/m/0ggq0m", "Classical music", ("/m/05lls",)),
+    ("/m/05lls", "Opera", ()), ("/m/02lkt", "Electronic music", ("/m/03mb9", "/m/07gxw", "/m/07s72n")),
+    ("/m/03mb9", "House music", ()), ("/m/07gxw", "Techno", ()), ("/m/07s72n", "Dubstep", ()),
+    ("/m/0155w", "Blues", ()), ("/m/09x0r", "Speech", ()),
+)
+
+# (labels, class read off the ontology by hand or None) for the fixture's clean segments
+_AUDIOSET_SEGMENTS: tuple[tuple[str, str], ...] = (
+    ("/m/04rlf,/m/064t9", "pop"), ("/m/064t9", "pop"), ("/m/04rlf,/m/064t9,/m/09x0r", "pop"),
+    ("/m/04rlf,/m/0glt670", "hip hop"), ("/m/04rlf,/m/0n8zsc8", "hip hop"),
+    ("/m/0glt670,/m/04j_h4", "hip hop"),
+    ("/m/04rlf,/m/06by7", "rock"), ("/m/04rlf,/m/05r6t", "rock"), ("/m/06by7,/m/0dls3", "rock"),
+    ("/m/04rlf,/m/06by7,/m/03lty", "heavy music"), ("/m/03lty", "heavy music"),
+    ("/m/04rlf,/m/03lty,/m/05r6t", "heavy music"),
+    ("/m/04rlf,/m/01lyv", "folk"), ("/m/02w4v", "folk"), ("/m/04rlf,/m/0gg8l", "folk"),
+    ("/m/04rlf,/m/03_d0", "rhythm music"), ("/m/06cqb", "rhythm music"),
+    ("/m/04rlf,/m/06j6l", "rhythm music"),
+    ("/m/04rlf,/m/02lkt", "electronic"), ("/m/03mb9", "electronic"),
+    ("/m/04rlf,/m/02lkt,/m/07gxw", "electronic"),
+    ("/m/04rlf,/m/064t9", "pop"), ("/m/04rlf,/m/0glt670", "hip hop"), ("/m/06by7", "rock"),
+    ("/m/04rlf,/m/03lty", "heavy music"), ("/m/04rlf,/m/02w4v", "folk"),
+    ("/m/04rlf,/m/06j6l", "rhythm music"), ("/m/04rlf,/m/07s72n", "electronic"),
+)
+
+_EN_LINES = ("I walk alone down this empty road tonight", "you said that you would never leave me",
+             "the city lights are burning in my eyes", "we were young and we were running free",
+             "hold me close until the morning comes", "every time I see you I forget the pain",
+             "I can feel the thunder in my heart", "don't you know that I will wait for you")
+_ES_LINES = ("yo quiero bailar contigo toda la noche", "la luna brilla sobre el mar azul",
+             "tu corazon es mi cancion favorita", "no puedo vivir sin tu amor mi vida")
+
+
+def _random_ytid(rng: np.random.Generator) -> str:
+    alphabet = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+    return "".join(rng.choice(alphabet, size=11))
+
+
+def write_audioset_fixture(directory: str | Path, seed: int = 0) -> Path:
+    """Write a small AudioSet in the real formats plus canned network answers.
+
+    Files: ``ontology.json`` (a subset of the real ontology, real ids and names, full node
+    format), ``balanced_train_segments.csv`` and ``eval_segments.csv`` (AudioSet's comment
+    header, ``YTID, start, end, "labels"``), ``fake_responses.json`` for
+    :class:`utils.dataset_related.net_clients.FakeClient`, and ``expected.json`` (what each
+    segment should become).
+
+    Defects on purpose: malformed rows, a segment repeated across the CSVs, a second
+    segment of one video, a non-genre (speech) segment, a blacklisted (pop + classical) and
+    an ambiguous (pop + rock) segment, a removed video, an unparseable title, a second
+    video of the same song, a 429 then success on a title batch and on a song, a Genius
+    miss, a wrong Genius match, Spanish lyrics, a lyrics search failing five times (503),
+    and partial / broken / missing audio downloads.
+    """
+    rng = np.random.default_rng(seed)
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    nodes = [{"id": i, "name": n, "description": f"{n} (fixture)", "citation_uri": "",
+              "positive_examples": [], "child_ids": list(c), "restrictions": []}
+             for i, n, c in _AUDIOSET_ONTOLOGY]
+    (root / "ontology.json").write_text(json.dumps(nodes, indent=2), encoding="utf-8")
+    segments = []
+    for k, (labels, cls) in enumerate(_AUDIOSET_SEGMENTS):
+        start = float(rng.integers(0, 20)) * 10.0
+        segments.append({"ytid": _random_ytid(rng), "start": start, "labels": labels,
+                         "class": cls, "artist": f"Band {k}", "song": f"Song Number {k}"})
+    extra = {name: {"ytid": _random_ytid(rng), "start": 30.0, "labels": labels, "class": None}
+             for name, labels in (("speech", "/m/09x0r"), ("blacklisted", "/m/04rlf,/m/064t9,/m/0ggq0m"),
+                                  ("ambiguous", "/m/04rlf,/m/064t9,/m/06by7"))}
+    # the problems, each on a different class so every class keeps clean segments
+    by_class: dict[str, list[dict]] = defaultdict(list)
+    for seg in segments:
+        by_class[seg["class"]].append(seg)
+    roles = {"removed": by_class["pop"][0], "unparseable": by_class["hip hop"][0],
+             "dup_song_of": by_class["rock"][0], "dup_song": by_class["rock"][1],
+             "genius_miss": by_class["heavy music"][0], "wrong_match": by_class["folk"][0],
+             "spanish": by_class["rhythm music"][0], "flaky_song": by_class["electronic"][0],
+             "failing_song": by_class["pop"][1], "partial_audio": by_class["hip hop"][1],
+             "broken_audio": by_class["folk"][1], "missing_audio": by_class["heavy music"][1]}
+    canned = _canned_answers(rng, segments, extra, roles)
+    _write_segment_csvs(root, rng, segments, extra)
+    (root / "fake_responses.json").write_text(json.dumps(canned, indent=1), encoding="utf-8")
+    (root / "expected.json").write_text(json.dumps(_audioset_expected(segments, extra, roles), indent=1),
+                                        encoding="utf-8")
+    return root
+
+
+def _canned_answers(rng: np.random.Generator, segments: list[dict], extra: dict, roles: dict) -> dict:
+    """``{"titles", "songs", "audio", "errors"}`` for the FakeClient, with each role's defect."""
+    junk = ("{a} - {s} (Official Video) [HD]", "{a} - {s} (Lyrics)", "{a} ft. Guest - {s} (2012)",
+            "{a} – {s} [Official Audio]", "{a} - {s} feat. Someone (prod. by DJ Test).mp4",
+            "{a} - {s} | Official Music Video", '{a} "{s}"', "{a} - {s} HQ")
+    titles = {seg["ytid"]: junk[k % len(junk)].format(a=seg["artist"], s=seg["song"])
+              for k, seg in enumerate(segments)}
+    for seg in extra.values():
+        titles[seg["ytid"]] = "Some Artist - Some Song"
+    dup_song, dup_song_of = roles["dup_song"], roles["dup_song_of"]
+    del titles[roles["removed"]["ytid"]]
+    titles[roles["unparseable"]["ytid"]] = "my band practice 2012"
+    titles[dup_song["ytid"]] = f"{dup_song_of['artist']} - {dup_song_of['song']} [HD]"
+    dup_song["artist"], dup_song["song"] = dup_song_of["artist"], dup_song_of["song"]
+
+    def key(role: str) -> str:
+        return f"{roles[role]['artist']}|{roles[role]['song']}".lower()
+
+    songs, audio = {}, {}
+    for seg in segments:
+        lines = list(rng.choice(_EN_LINES, size=6, replace=False))
+        body = "\n".join(lines[:3]) + "\n\n[Chorus]\n" + "\n".join(lines[3:])
+        songs[f"{seg['artist']}|{seg['song']}".lower()] = {
+            "artist": seg["artist"], "title": seg["song"],
+            "lyrics": f"3 Contributors{seg['song']} Lyrics[Verse 1]\n{body}\n12Embed"}
+        audio[seg["ytid"]] = "ok"
+    del songs[key("genius_miss")]
+    songs[key("wrong_match")]["artist"] = "A Tribute Band"
+    songs[key("spanish")]["lyrics"] = (f"{roles['spanish']['song']} Lyrics\n"
+                                      + "\n".join(rng.choice(_ES_LINES, size=6)))
+    errors = {key("flaky_song"): [429], key("failing_song"): [503] * 5, segments[0]["ytid"]: [429]}
+    for role, kind in (("partial_audio", "partial"), ("broken_audio", "broken"), ("missing_audio", "missing")):
+        audio[roles[role]["ytid"]] = kind
+    return {"titles": titles, "songs": songs, "audio": audio, "errors": errors}
+
+
+def _write_segment_csvs(root: Path, rng: np.random.Generator, segments: list[dict], extra: dict) -> None:
+    """``balanced_train_segments.csv`` and ``eval_segments.csv``, with repeats and malformed rows."""
+    header = ["# Segments csv created Sun Mar  5 10:54:31 2017",
+              "# num_ytids=30, num_segs=30, num_unique_labels=30, num_positive_labels=60",
+              "# YTID, start_seconds, end_seconds, positive_labels"]
+
+    def row(ytid: str, start: float, labels: str) -> str:
+        return f'{ytid}, {start:.3f}, {start + 10:.3f}, "{labels}"'
+
+    balanced = [row(s["ytid"], s["start"], s["labels"]) for s in segments[::2]]
+    balanced += [row(s["ytid"], s["start"], s["labels"]) for s in extra.values()]
+    balanced += ["tooShort1, 30.000", f'{_random_ytid(rng)}, abc, 40.000, "/m/064t9"',
+                 '../../etc/x, 0.000, 10.000, "/m/064t9"']
+    evaluation = [row(s["ytid"], s["start"], s["labels"]) for s in segments[1::2]]
+    evaluation.append(row(segments[0]["ytid"], segments[0]["start"], segments[0]["labels"]))
+    evaluation.append(row(segments[2]["ytid"], segments[2]["start"] + 100.0, segments[2]["labels"]))
+    for name, rows in (("balanced_train_segments.csv", balanced), ("eval_segments.csv", evaluation)):
+        (root / name).write_text("\n".join(header + rows) + "\n", encoding="utf-8")
+
+
+def _audioset_expected(segments: list[dict], extra: dict, roles: dict) -> dict:
+    """What each segment should become: its class, why it is not selected or dropped, or kept."""
+    def seg_id(seg: dict) -> str:
+        return f"{seg['ytid']}_{int(round(seg['start'] * 1000))}"
+
+    why = {"removed": "title", "unparseable": "title parse", "dup_song": "duplicate song",
+           "genius_miss": "lyrics", "wrong_match": "lyrics", "spanish": "lyrics",
+           "failing_song": "lyrics failed", "partial_audio": "audio failed",
+           "broken_audio": "audio failed", "missing_audio": "audio failed"}
+    dropped = {seg_id(roles[role]): reason for role, reason in why.items()}
+    return {"classes": {seg_id(s): s["class"] for s in segments},
+            "not_selected": {seg_id(s): name for name, s in extra.items()},
+            "dropped": dropped,
+            "kept": sorted(seg_id(s) for s in segments if seg_id(s) not in dropped)}

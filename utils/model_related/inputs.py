@@ -1,0 +1,42 @@
+"""What the models are fed: the profile's tokenizer and the split datasets.
+
+* :func:`prepare_tokens` -- the lyrics tokenizer in a :class:`~utils.dataset_related.text.TokenCache`
+  (what the lyrics and fusion models, and the MusicLIME predictor, encode lyrics with);
+* :func:`make_datasets` -- one :class:`~utils.dataset_related.splits.SongDataset` per split,
+  with the AST features of audio-reading kinds computed first.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from utils.config import Profile
+from utils.dataset_related.extract import extract_features
+from utils.dataset_related.splits import SongDataset
+from utils.dataset_related.text import TokenCache
+
+
+def prepare_tokens(profile: Profile, corpus_dir: str | Path, *, seed: int = 0) -> TokenCache:
+    """The profile's tokenizer (see :func:`utils.dataset_related.extract.resolve_tokenizer`) in a :class:`TokenCache`.
+
+    ``tokenizer_source == 'corpus'`` trains one on the training lyrics once and keeps it in
+    ``<corpus_dir>/tokenizer``; anything else is a hub id or a local directory. Sequences are
+    cut at ``profile.model.max_tokens`` tokens.
+    """
+    from utils.dataset_related.extract import resolve_tokenizer
+
+    return TokenCache(resolve_tokenizer(profile, corpus_dir, seed=seed), profile.model.max_tokens)
+
+
+def make_datasets(frames: dict[str, pd.DataFrame], corpus_dir: str | Path, profile: Profile, task: str, kind: str,
+                  tokens: TokenCache) -> dict[str, SongDataset]:
+    """One dataset per split in ``frames`` for a ``kind`` model on ``task``.
+
+    For ``'audio'`` and ``'multimodal'`` the songs' AST features (``<corpus>/features/<id>.npy``)
+    are computed first where missing.
+    """
+    if kind in ("audio", "multimodal"):
+        for frame in frames.values():
+            extract_features(corpus_dir, frame["id"], profile, pad=False, skip_bad=False, show_progress=False)
+    return {split: SongDataset(frame, corpus_dir, profile, task, kind, tokens=tokens) for split, frame in frames.items()}

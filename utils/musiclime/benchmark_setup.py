@@ -1,0 +1,93 @@
+"""What the benchmarks explain: a test song of a corpus and a model, trained or of a profile's size.
+
+:func:`load_song` gives a :class:`Song` (oracle stems x segments, the words of its lyrics);
+:func:`load_model_and_tokens` the trained model of a run when there is one, else a randomly
+initialised one; :func:`benchmark_profile` the ``paper`` profile with encoders built from
+scratch (no download). Used by :mod:`utils.musiclime.speed` and
+:mod:`utils.musiclime.crossed_agreement`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils.config import PROJECT_ROOT, STEMS, TASKS, Profile, get_profile
+from utils.musiclime.factorization import SourceSeparationSegments, WordFeatures
+
+
+@dataclasses.dataclass
+class Song:
+    """One test song ready to explain; ``separation_seconds`` covers loading, separating, segmenting."""
+
+    song_id: str
+    factorization: SourceSeparationSegments
+    words: WordFeatures
+    genre: str
+    separation_seconds: float
+
+
+def load_song(corpus_dir: Path, profile: Profile, index: int = 0) -> Song:
+    """Test song number ``index`` of the corpus split: its clip and oracle stems x segments."""
+    from utils.dataset_related.splits import read_split
+
+    row = read_split(corpus_dir, "test").iloc[index]
+    tick = time.perf_counter()
+    # song path: utils.musiclime.song -- song_factorization(corpus_dir, row["id"], profile, OracleSeparator(corpus_dir))
+    factorization = _tiled_factorization(corpus_dir, row["id"], profile)
+    seconds = time.perf_counter() - tick
+    return Song(row["id"], factorization, WordFeatures(row["lyrics"]), row["primary_short"], seconds)
+
+
+def _tiled_factorization(corpus_dir: Path, song_id: str, profile: Profile) -> SourceSeparationSegments:
+    """Oracle stems tiled (or cut) to the profile's clip, e.g. 4 s synthetic clips for the paper's 10.24 s."""
+    from utils.dataset_related.features import find_audio, load_audio
+    from utils.musiclime.separation import OracleSeparator
+
+    waveform = load_audio(find_audio(corpus_dir / "audio", song_id), profile.audio.sample_rate, name=song_id)
+    stems = OracleSeparator(corpus_dir).separate(waveform, profile.audio.sample_rate, track_id=song_id)
+    stems = {s: np.resize(stems[s], profile.clip_samples) for s in STEMS}
+    clip = sum(stems[s] for s in STEMS)
+    return SourceSeparationSegments(clip, profile.audio.sample_rate, stems=stems, num_segments=profile.num_segments)
+
+
+def benchmark_profile(name: str) -> Profile:
+    """The profile to time: ``tiny`` as is; ``paper`` with its encoder configs built from scratch
+    (AST-base, RoBERTa-large sizes; random weights, no download)."""
+    profile = get_profile(name)
+    if name == "paper":
+        model = dataclasses.replace(profile.model, audio_source="scratch", lyrics_source="scratch",
+                                    fusion_init="pretrained")
+        profile = dataclasses.replace(profile, model=model)
+    return profile
+
+
+def load_model_and_tokens(profile: Profile, corpus_dir: Path, run_dir: Path, task: str, kind: str, device: str,
+                          seed: int = 0):
+    """The trained ``run_dir/task/kind/best`` model when it exists (tiny profile), else a randomly
+    initialised one of the profile's config; tokens from the corpus tokenizer.
+
+    Returns ``(model, tokens, model_source)``; ``model_source`` says which, without machine paths.
+    """
+    from utils.model_related.models import build_model, load_model
+    from utils.model_related.inputs import prepare_tokens
+    from utils.dataset_related.text import TokenCache
+
+    profile_for_tokens = profile if profile.name == "tiny" else get_profile("tiny")
+    tokens = prepare_tokens(profile_for_tokens, corpus_dir)
+    tokens = TokenCache(tokens.tokenizer, profile.model.max_tokens)
+    best = run_dir / task / kind / "best"
+    if profile.name == "tiny" and (best / "model.json").is_file():
+        model, _ = load_model(best, device=device)
+        try:  # no machine paths in written results
+            shown = str(Path(best).resolve().relative_to(PROJECT_ROOT))
+        except ValueError:
+            shown = Path(best).name
+        return model, tokens, shown
+    torch.manual_seed(seed)
+    vocab = len(tokens.tokenizer) if profile.name == "tiny" else profile.model.vocab_size
+    model = build_model(kind, profile, len(TASKS[task]), vocab_size=vocab).to(device).eval()
+    return model, tokens, f"random init ({profile.name} config)"

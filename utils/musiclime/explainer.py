@@ -1,0 +1,190 @@
+"""MusicLIME: LIME over audio components and lyric words of one song, as the authors did it.
+
+Two steps with lime's seam between them (``LimeBase.explain_instance_with_data``):
+
+1. :mod:`utils.musiclime.sampling` -- perturb the song and query the black-box model: a
+   0/1 matrix over the features (row 0 all ones, the original), the model's probabilities
+   for its rows and each row's cosine distance to row 0
+   (:class:`~utils.musiclime.sampling.Neighbourhood`).
+2. :mod:`utils.musiclime.surrogate` -- plain arrays in, lime's weighted ridge surrogate out,
+   one per explained label (:func:`~utils.musiclime.surrogate.fit_surrogate`).
+
+:func:`explain` does both and returns a :class:`utils.musiclime.explanation.Explanation`.
+
+Modes (``modality``): ``'both'`` -- columns are the audio components then the words;
+``'audio'`` -- audio columns only, lyrics intact; ``'lyrical'`` -- word columns only, audio
+intact (all components composed).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from utils.musiclime.explanation import Explanation, Feature
+from utils.musiclime.factorization import Factorization, LineFeatures, WordFeatures, text_features as make_text_features
+from utils.musiclime.sampling import SAMPLING, Neighbourhood, sample_crossed_neighbourhood, sample_neighbourhood
+from utils.musiclime.surrogate import KERNEL_WIDTH, NUM_FEATURES, check_labels, fit_surrogate
+
+
+def _text_features(lyrics: Any, unit: str) -> WordFeatures | LineFeatures | None:
+    if lyrics is None or isinstance(lyrics, (WordFeatures, LineFeatures)):
+        return lyrics
+    if not isinstance(lyrics, str):
+        raise TypeError(f"lyrics must be a str, WordFeatures/LineFeatures or None, got {type(lyrics).__name__}")
+    return make_text_features(lyrics, unit)
+
+
+def _check_label_options(labels, top_labels, sampling: str, class_names) -> None:
+    if class_names is not None and labels is not None:
+        check_labels(labels, len(class_names))
+    if top_labels is not None and (isinstance(top_labels, bool) or not isinstance(top_labels, (int, np.integer))
+                                   or top_labels < 1):
+        raise ValueError(f"top_labels must be a positive int, got {top_labels!r}")
+    if sampling not in SAMPLING:
+        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+
+
+def _sample(predict_fn, factorization, text, *, modality: str, sampling: str, crossed_masks, expected,
+            **options) -> Neighbourhood:
+    """The neighbourhood by the chosen design (``options``: num_samples, batch_size, seed, sample_rate, progress)."""
+    if sampling != "crossed":
+        return sample_neighbourhood(predict_fn, factorization, text, modality=modality, expected_labels=expected,
+                                    antithetic=sampling == "antithetic", **options)
+    if modality != "both":
+        raise ValueError(f"sampling='crossed' crosses audio and lyric masks, so it needs modality='both' (got "
+                         f"{modality!r}; in one-modality modes the intact modality is already encoded once)")
+    if factorization is None or text is None:
+        raise ValueError("sampling='crossed' needs both a factorization and lyrics")
+    return sample_crossed_neighbourhood(predict_fn, factorization, text, num_samples=options["num_samples"],
+                                        crossed_masks=crossed_masks, seed=options["seed"],
+                                        sample_rate=options["sample_rate"], expected_labels=expected)
+
+
+def _chosen_labels(original: np.ndarray, labels, top_labels, class_names) -> list[int]:
+    """The labels to explain: ``top_labels`` most probable, ``labels``, or the predicted class."""
+    n_classes = original.shape[0]
+    if class_names is not None and len(class_names) != n_classes:
+        raise ValueError(f"class_names has {len(class_names)} names but the model returned {n_classes} classes")
+    if top_labels is not None:
+        if top_labels > n_classes:
+            raise ValueError(f"top_labels={top_labels} exceeds the model's {n_classes} classes")
+        return [int(x) for x in np.argsort(original)[-top_labels:][::-1]]
+    if labels is None:
+        return [int(np.argmax(original))]
+    return check_labels(labels, n_classes)
+
+
+def _settings(factorization, neighbourhood: Neighbourhood, *, num_samples, batch_size, seed, kernel_width,
+              num_features, feature_selection, sampling) -> dict:
+    """How the explanation was made, as stored in ``Explanation.settings`` (and compared by records)."""
+    settings = {
+        "num_samples": int(num_samples), "batch_size": int(batch_size), "seed": int(seed),
+        "kernel_width": float(kernel_width), "num_features": int(num_features),
+        "feature_selection": feature_selection, "distance": "cosine",
+        "sample_rate": None if factorization is None else int(factorization.sample_rate),
+        "num_samples_audio": None if factorization is None else int(factorization.num_samples),
+        "num_segments": getattr(factorization, "num_segments", None),
+        "factorization": None if factorization is None else type(factorization).__name__,
+        "separator": getattr(factorization, "separator_name", None),
+    }
+    if sampling != "iid":   # i.i.d. settings stay as they were (records compare settings)
+        settings["sampling"] = sampling
+    if sampling == "crossed":
+        settings["crossed_masks"] = list(neighbourhood.crossed_masks)
+        settings["num_samples"] = int(neighbourhood.masks.shape[0])
+    return settings
+
+
+def _features(factorization, text, neighbourhood: Neighbourhood) -> list[Feature]:
+    features = []
+    if neighbourhood.n_audio:
+        for c in factorization.components:
+            features.append(Feature(c.index, c.name, "audio", c.stem, c.segment, None, c.start_seconds, c.end_seconds))
+    if neighbourhood.n_text:
+        for j, name in enumerate(text.names):
+            features.append(Feature(neighbourhood.n_audio + j, name, "lyrics", text=name))
+    return features
+
+
+def explain(predict_fn: Callable, factorization: Factorization | None,
+            lyrics: str | WordFeatures | LineFeatures | None, *, sample_rate: int | None = None,
+            modality: str = "both", labels: Sequence[int] | None = None, top_labels: int | None = None,
+            num_samples: int = 1000, batch_size: int = 10, seed: int = 0,
+            kernel_width: float = KERNEL_WIDTH, num_features: int = NUM_FEATURES, feature_selection: str = "auto",
+            text_unit: str = "words", class_names: Sequence[str] | None = None, progress: bool = False,
+            sampling: str = "iid", crossed_masks: tuple[int, int] | None = None) -> Explanation:
+    """Explain one song's prediction with MusicLIME.
+
+    Parameters
+    ----------
+    predict_fn : callable
+        ``predict_fn(texts: list[str], waveforms: (batch, samples) float32) -> (batch,
+        n_classes)`` probabilities (or an object with ``predict_masks``, see module doc).
+    factorization : Factorization or None
+        The song's audio components (e.g. ``SourceSeparationSegments``); None only in
+        ``'lyrical'`` mode for a lyrics-only model.
+    lyrics : str or WordFeatures or LineFeatures or None
+        The song's lyrics; None only in ``'audio'`` mode.
+    sample_rate : int, optional
+        The model's sample rate (Hz); required with a factorization, which must be at this rate.
+    modality : {'both', 'audio', 'lyrical'}
+    labels : sequence of int, optional
+        Classes to explain; default the predicted class (argmax of the original), as the
+        paper's global runs.
+    top_labels : int, optional
+        Explain the ``top_labels`` most probable classes instead (overrides ``labels``, as lime).
+    num_samples : int
+        Neighbourhood size including the original (paper: 1000 default, 5000 multimodal global runs).
+    batch_size : int
+        Rows per model call.
+    seed : int
+        Seeds the perturbations and the regressors: same seed, bit-identical explanation.
+    kernel_width, num_features, feature_selection
+        lime's surrogate settings (paper: 25, 100000, 'auto').
+    text_unit : {'words', 'lines'}
+        Lyric features when ``lyrics`` is a str.
+    class_names : sequence of str, optional
+        For display; its length must match the model's classes.
+    progress : bool
+        Show a tqdm bar while querying the model.
+    sampling : {'iid', 'antithetic', 'crossed'}
+        ``'iid'`` (default): independent rows, as the paper. ``'antithetic'``: any model,
+        same cost, rows in complementary pairs (:func:`utils.musiclime.sampling.sample_masks`),
+        which removes the pairwise interactions from the weights' noise. ``'crossed'``: only
+        for a late-fusion model in ``'both'`` mode
+        (:func:`utils.musiclime.sampling.sample_crossed_neighbourhood`): ``K_a`` audio and
+        ``K_t`` lyric masks, each encoder once per mask, the head on about ``num_samples``
+        pairs in balanced blocks; ``batch_size`` is then unused.
+    crossed_masks : (K_a, K_t), optional
+        Crossed sampling's masks per modality (default ``num_samples // 10`` each, at least
+        ``4 n + 1`` for a modality with ``n`` features, made odd).
+
+    Returns
+    -------
+    Explanation
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    text = _text_features(lyrics, text_unit)
+    _check_label_options(labels, top_labels, sampling, class_names)
+    neighbourhood = _sample(predict_fn, factorization, text, modality=modality, sampling=sampling,
+                            crossed_masks=crossed_masks, expected=None if top_labels is not None else labels,
+                            num_samples=num_samples, batch_size=batch_size, seed=seed, sample_rate=sample_rate,
+                            progress=progress)
+    original = neighbourhood.predictions[0]
+    chosen = _chosen_labels(original, labels, top_labels, class_names)
+    fits = {label: fit_surrogate(neighbourhood.masks, neighbourhood.predictions, neighbourhood.distances, label,
+                                 kernel_width=kernel_width, num_features=num_features,
+                                 feature_selection=feature_selection, random_state=seed)
+            for label in chosen}
+    settings = _settings(factorization, neighbourhood, num_samples=num_samples, batch_size=batch_size, seed=seed,
+                         kernel_width=kernel_width, num_features=num_features,
+                         feature_selection=feature_selection, sampling=sampling)
+    return Explanation(_features(factorization, text, neighbourhood), fits, original, modality=modality,
+                       lyrics=None if text is None else text.lyrics,
+                       text_unit=text.unit if text is not None else text_unit,
+                       class_names=None if class_names is None else list(class_names), settings=settings,
+                       top_labels=chosen if top_labels is not None else None,
+                       factorization=factorization if neighbourhood.n_audio else None)

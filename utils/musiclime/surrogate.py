@@ -1,0 +1,103 @@
+"""Step 2 of MusicLIME: lime's locally weighted linear surrogate, on plain arrays.
+
+Nothing here knows about music: a neighbourhood is a 0/1 matrix ``masks`` (row 0 the
+original), the model's ``predictions`` for its rows and their ``distances`` to row 0, and
+:func:`fit_surrogate` hands them to ``lime.lime_base.LimeBase.explain_instance_with_data``
+with the kernel ``sqrt(exp(-d^2 / w^2))`` (w = 25), feature selection ``'auto'`` and
+``Ridge(alpha=1)``, as the authors did.
+
+Note on locality: as in the authors' code the distance is the plain cosine distance
+(in [0, 1]; lime's text explainer multiplies it by 100), so with w = 25 every sample gets a
+kernel weight between 0.9992 and 1 -- the surrogate is in effect unweighted.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from utils.musiclime.explanation import SurrogateFit
+
+KERNEL_WIDTH = 25.0
+NUM_FEATURES = 100_000
+
+
+def kernel(distances: np.ndarray, kernel_width: float = KERNEL_WIDTH) -> np.ndarray:
+    """LIME's exponential kernel: ``sqrt(exp(-d^2 / kernel_width^2))``."""
+    return np.sqrt(np.exp(-(np.asarray(distances, dtype=np.float64) ** 2) / float(kernel_width) ** 2))
+
+
+
+def cosine_distances(masks: np.ndarray) -> np.ndarray:
+    """Cosine distance of every row to row 0, ``(num_samples,)`` (sklearn, as lime; all-zero rows get 1)."""
+    import sklearn.metrics
+
+    return sklearn.metrics.pairwise_distances(masks, masks[:1], metric="cosine").ravel()
+
+
+def check_labels(labels: Sequence[int], n_classes: int, name: str = "labels") -> list[int]:
+    """Labels as a list of ints in ``[0, n_classes)``."""
+    out = []
+    for label in labels:
+        if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+            raise TypeError(f"{name} must be class indices (ints), got {label!r}")
+        if not 0 <= int(label) < n_classes:
+            raise ValueError(f"{name} contains {int(label)}, outside the model's {n_classes} classes "
+                             f"[0, {n_classes - 1}]")
+        out.append(int(label))
+    if not out:
+        raise ValueError(f"{name} is empty")
+    return out
+
+
+def fit_surrogate(masks: np.ndarray, predictions: np.ndarray, distances: np.ndarray, label: int, *,
+                  kernel_width: float = KERNEL_WIDTH, num_features: int = NUM_FEATURES,
+                  feature_selection: str = "auto", alpha: float = 1.0, random_state: int | None = 0) -> SurrogateFit:
+    """Fit lime's locally weighted linear surrogate for one label.
+
+    Parameters
+    ----------
+    masks : np.ndarray, shape (num_samples, n_features)
+        Neighbourhood data, row 0 the original.
+    predictions : np.ndarray, shape (num_samples, n_classes)
+    distances : np.ndarray, shape (num_samples,)
+    label : int
+        Column of ``predictions`` to explain.
+    kernel_width, num_features, feature_selection
+        As ``lime.lime_base.LimeBase.explain_instance_with_data`` (``'auto'`` with the
+        default 100000 features means ``'highest_weights'``: all features are kept).
+    alpha : float
+        Ridge penalty (the paper: 1).
+    random_state : int, optional
+        Passed to ``LimeBase`` and ``Ridge``.
+
+    Returns
+    -------
+    SurrogateFit
+    """
+    from functools import partial
+
+    from lime.lime_base import LimeBase
+    from sklearn.linear_model import Ridge
+
+    masks = np.asarray(masks, dtype=np.float64)
+    predictions = np.asarray(predictions, dtype=np.float64)
+    distances = np.asarray(distances, dtype=np.float64)
+    if masks.ndim != 2 or predictions.ndim != 2 or masks.shape[0] != predictions.shape[0] \
+            or distances.shape != (masks.shape[0],):
+        raise ValueError(f"need masks (n, f), predictions (n, c), distances (n,); got {masks.shape}, "
+                         f"{predictions.shape}, {distances.shape}")
+    if masks.shape[0] < 2:
+        raise ValueError(f"need at least 2 neighbourhood rows, got {masks.shape[0]}")
+    label = check_labels([label], predictions.shape[1], "label")[0]
+    base = LimeBase(partial(kernel, kernel_width=kernel_width), random_state=random_state)
+    regressor = Ridge(alpha=alpha, fit_intercept=True, random_state=random_state)
+    intercept, pairs, score, local_prediction = base.explain_instance_with_data(
+        masks, predictions, distances, label, num_features,
+        feature_selection=feature_selection, model_regressor=regressor)
+    weights = np.zeros(masks.shape[1])
+    used = np.zeros(masks.shape[1], dtype=bool)
+    for feature, weight in pairs:
+        weights[int(feature)] = weight
+        used[int(feature)] = True
+    return SurrogateFit(label, float(intercept), weights, used, float(score), float(np.ravel(local_prediction)[0]))
