@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from utils.config import get_profile
 from utils.dataset_related.features import (AudioError, ast_features, find_audio, fit_clip, load_audio, load_clip, load_features,

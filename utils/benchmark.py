@@ -32,7 +32,7 @@ import torch
 from utils.config import DATA_DIR, RESULTS_DIR, TASKS
 from utils.io import atomic_write
 from utils.musiclime.crossed_agreement import run_crossed_agreement
-from utils.musiclime.explanation import MODALITIES
+from utils.config import MODALITIES
 from utils.musiclime.speed import PHASES, run_speed
 
 

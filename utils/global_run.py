@@ -22,10 +22,11 @@ from pathlib import Path
 from utils.config import MODEL_KINDS, TASKS
 from utils.musiclime.aggregate import write_measures
 from utils.musiclime.sampling import SAMPLING
-from utils.musiclime.explanation import MODALITIES
-from utils.musiclime.global_explain import KIND_MODALITIES, global_explain
+from utils.config import MODALITIES
+from utils.config import KIND_MODALITIES
+from utils.musiclime.global_explain import global_explain
 from utils.musiclime.records import aggregate_records, append_record, load_records, merge_records
-from utils.musiclime.song import SEPARATORS
+from utils.config import SEPARATORS
 
 
 # ---------------------------------------------------------------- command line

@@ -26,12 +26,11 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from utils.config import Profile, get_profile
+from utils.config import SPLITS, Profile, get_profile
 from utils.io import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 SCHEMA_COLUMNS: tuple[str, ...] = ("id", "lyrics", "primary_short", "emotion", "valence", "energy")
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 OTHER = "other"

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from utils.config import Profile
-from utils.dataset_related.corpus import SPLITS, as_profile
+from utils.config import SPLITS
+from utils.dataset_related.corpus import as_profile
 from utils.dataset_related.features import AudioError, ast_features, find_audio, load_clip, save_features
 from utils.plotting import SPECTROGRAM_CMAP, save_figure
 

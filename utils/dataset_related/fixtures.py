@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.config import EMOTIONS, GENRES
-from utils.dataset_related.corpus import SPLITS
+from utils.config import SPLITS
 
 
 # ================================================================== Music4All

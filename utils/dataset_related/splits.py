@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from utils.config import LABEL_COLUMNS, TASKS, Profile
-from utils.dataset_related.corpus import SPLITS
+from utils.config import SPLITS
 from utils.dataset_related.features import load_features
 from utils.dataset_related.text import TokenCache
 

@@ -24,13 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from utils.config import STEMS
+from utils.config import MODALITIES, STEMS
 from utils.io import atomic_write
 from utils.plotting import plot_signed_bars, plot_weight_grid
 
 FORMAT = "musiclime-explanation/1"
-MODALITIES = ("both", "audio", "lyrical")
-"""Explainer modes as the paper names them: both modalities, audio only, lyrics only."""
 
 
 @dataclass(frozen=True)

@@ -33,15 +33,12 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from utils.config import LABEL_COLUMNS, MODEL_KINDS, TASKS, Profile
+from utils.config import KIND_MODALITIES, LABEL_COLUMNS, MODEL_KINDS, SEPARATORS, TASKS, Profile
 from utils.io import json_default
 from utils.musiclime.sampling import SAMPLING
-from utils.musiclime.explanation import MODALITIES
 from utils.musiclime.records import append_record, load_records, settings_conflict
-from utils.musiclime.song import SEPARATORS, explain_song, make_separator
+from utils.musiclime.song import explain_song, make_separator
 
-KIND_MODALITIES = {"multimodal": MODALITIES, "audio": ("audio",), "lyrics": ("lyrical",)}
-"""Which explainer modes each model kind supports (a unimodal model is explained on its modality)."""
 
 
 # ---------------------------------------------------------------- 1. songs

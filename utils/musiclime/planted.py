@@ -23,7 +23,8 @@ import pandas as pd
 
 from utils.config import TASKS
 from utils.musiclime.aggregate import AUDIO_FEATURE, parse_feature
-from utils.musiclime.explanation import MODALITIES, Explanation
+from utils.config import MODALITIES
+from utils.musiclime.explanation import Explanation
 
 TOP_K = 3
 """A cue is found when it ranks in the top ``TOP_K`` features by positive weight."""

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from utils.musiclime.explanation import MODALITIES
+from utils.config import MODALITIES
 from utils.musiclime.factorization import Factorization, LineFeatures, WordFeatures
 from utils.musiclime.separation import check_sample_rate
 from utils.musiclime.surrogate import check_labels, cosine_distances

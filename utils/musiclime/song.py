@@ -30,11 +30,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from utils.config import GENRES, STEMS, Profile
+from utils.config import GENRES, SEPARATORS, STEMS, Profile
 from utils.musiclime.explanation import Explanation
 
-SEPARATORS = ("oracle", "hpss", "openunmix")
-"""Separators by name (:func:`make_separator`): the synthetic corpus's own stems, weight-free HPSS, Open-Unmix."""
 
 
 # ---------------------------------------------------------------- the clip

@@ -40,7 +40,7 @@ from utils.musiclime.benchmark_setup import Song, benchmark_profile, load_model_
 from utils.musiclime.explainer import explain
 from utils.musiclime.sampling import sample_masks
 from utils.musiclime.surrogate import cosine_distances, fit_surrogate
-from utils.musiclime.explanation import MODALITIES
+from utils.config import MODALITIES
 from utils.musiclime.predict import PHASES as PREDICTOR_PHASES, ModelPredictor
 from utils.musiclime.spectral import SpectralComposer
 
