@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from utils.musiclime.aggregate import (accumulate, global_measures, measures, merge_word_variants, modality_shares,
+from utils.musiclime.aggregate import (accumulate, measures, merge_word_variants, modality_shares,
                                        parse_feature, stem_shares)
 from utils.musiclime.global_explain import parse_shard, run_global, shard_of
 from utils.musiclime.records import append_record, load_records, merge_records
@@ -89,7 +89,7 @@ def test_measures_against_hand_computation():
 
 
 def test_measures_all_weights_and_equal_entropies():
-    table = global_measures(RECORDS, CLASSES, positive_only=False)
+    table = measures(*accumulate(RECORDS, positive_only=False), CLASSES)
     assert _row(table, "calm", "love")["I_AVG"] == pytest.approx(0.35)
     assert _row(table, "calm", "drums1")["C"] == 1
     single = measures({0: {"x": 4.0, "y": 1.0}}, {0: {"x": 2, "y": 1}}, ["only"])
@@ -150,11 +150,13 @@ def test_record_store_round_trip_and_repairs(tmp_path):
     with pytest.warns(UserWarning, match="half-written"):
         assert [r["id"] for r in load_records(path)] == ["a", "b", "c"]
     assert path.read_bytes().endswith(b"\n") and b"half" not in path.read_bytes()
+    before = path.read_bytes()
     with open(path, "ab") as handle:
-        handle.write(b'{"id": "broken", \n')              # complete but unparsable last line
-    with pytest.warns(UserWarning, match="unparsable"):
-        assert len(load_records(path)) == 3
-    assert b"broken" not in path.read_bytes()
+        handle.write(b'# a comment\n')                    # a complete line is never a torn write: refused
+    with pytest.raises(ValueError, match="line 4: not a record"):
+        load_records(path)
+    assert path.read_bytes() == before + b'# a comment\n'    # left untouched
+    path.write_bytes(before)
     append_record(path, dict(RECORDS[0], weights={"x": 1.0}))
     with pytest.warns(UserWarning, match="duplicate record id 'a'"):
         loaded = load_records(path)
@@ -256,11 +258,11 @@ def test_sharded_runs_merge_in_any_order(tmp_path):
         paths.append(tmp_path / f"shard{k}.jsonl")
     assert sum(len(load_records(p)) for p in paths) == 30
     expected = sorted(full, key=lambda r: r["id"])
-    expected_table = global_measures(full, ["x", "y", "z"])
+    expected_table = measures(*accumulate(full), ["x", "y", "z"])
     for order in itertools.permutations(paths):
         merged = merge_records(order)
         assert merged == expected
-        pd.testing.assert_frame_equal(global_measures(merged, ["x", "y", "z"]), expected_table)
+        pd.testing.assert_frame_equal(measures(*accumulate(merged), ["x", "y", "z"]), expected_table)
     # overlapping identical records are fine, conflicting ones are not
     assert merge_records([paths[0], tmp_path / "all.jsonl"]) == expected
     conflict = tmp_path / "conflict.jsonl"

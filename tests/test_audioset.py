@@ -177,7 +177,7 @@ def test_pipeline_keeps_the_expected_segments_and_resumes(fixture_dir, tmp_path)
         assert r["primary_short"] in AUDIOSET_GENRES and r["emotion"] is None
         assert "Lyrics" not in r["lyrics"] and "[Chorus]" not in r["lyrics"]
         info = sf.info(str(tmp_path / "corpus" / "audio" / f"{r['id']}.wav"))
-        assert info.frames == get_profile("tiny").clip_samples and info.samplerate == 16_000
+        assert info.frames == get_profile("tiny").clip_length and info.samplerate == 16_000
     counts = report.problem_counts()
     assert counts["lyrics: failed after retries (re-run retries it)"] == 1
     assert counts["audio: failed after retries (re-run retries it)"] == 3

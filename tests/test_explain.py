@@ -24,13 +24,14 @@ import torch
 from utils.config import GENRES, get_profile
 from utils.explain import main
 from utils.musiclime.explanation import Explanation
-from utils.musiclime.song import clip_window, load_song_clip
+from utils.dataset_related.features import clip_window
+from utils.musiclime.song import load_song_clip
 from utils.model_related.models import build_model, save_model
 from utils.model_related.pipeline import prepare_tokens
 
 PROFILE = get_profile("tiny")
 RATE = PROFILE.audio.sample_rate            # 16 kHz
-CLIP = PROFILE.clip_samples                 # 4 s = 64000 samples
+CLIP = PROFILE.clip_length                 # 4 s = 64000 samples
 LYRICS = "Tonight the <b>fire</b> & the rain\nwe dance tonight\nthe rain is cold"
 AUDIO_URI = re.compile(r'src="data:audio/wav;base64,([A-Za-z0-9+/=]+)"')
 LYRIC_SPAN = re.compile(r'<span style="[^"]*" title="([^"]+)">([^<]*)</span>')
@@ -104,7 +105,7 @@ def test_long_clip_is_cut_at_start(tmp_path):
     path = tmp_path / "ramp.wav"
     soundfile.write(path, ramp, RATE, subtype="FLOAT")
     clip = load_song_clip(path, RATE, CLIP, start_seconds=2.0)
-    assert clip.window == (32_000, 96_000) and clip.padded_samples == 0 and clip.file_samples == 10 * RATE
+    assert clip.window == (32_000, 96_000) and clip.padded_length == 0 and clip.file_samples == 10 * RATE
     np.testing.assert_array_equal(clip.waveform, ramp[32_000:96_000])
     middle = load_song_clip(path, RATE, CLIP, start_seconds=None)
     assert middle.window == (48_000, 112_000)
@@ -116,7 +117,7 @@ def test_short_clip_warns_and_pads(tmp_path):
     soundfile.write(path, tone(2.5, rate=8_000), 8_000, subtype="PCM_16")      # integer PCM at 8 kHz
     with pytest.warns(UserWarning, match="padded with 1.50 s"):
         clip = load_song_clip(path, RATE, CLIP)
-    assert clip.window == (0, 40_000) and clip.padded_samples == 24_000 and clip.waveform.shape == (CLIP,)
+    assert clip.window == (0, 40_000) and clip.padded_length == 24_000 and clip.waveform.shape == (CLIP,)
     assert np.all(clip.waveform[40_000:] == 0)
     assert 0.4 < np.max(np.abs(clip.waveform)) <= 0.55                         # scaled to [-1, 1], not int16
 
@@ -157,7 +158,7 @@ def test_report_of_a_stereo_flac_with_lyrics(models, tmp_path, capsys):
     assert run["window_samples"] == [24_000, 88_000] and run["start_seconds"] == 1.5
     assert (run["input_sample_rate"], run["input_channels"]) == (44_100, 2)
     assert (run["sample_rate"], run["clip_seconds"], run["samples"], run["seed"]) == (RATE, 4.0, 24, 0)
-    assert (run["task"], run["kind"], run["separator"], run["modality"]) == ("genre", "multimodal", "hpss", "both")
+    assert (run["task"], run["kind"], run["separator"], run["mode"]) == ("genre", "multimodal", "hpss", "both")
     assert record["settings"]["num_samples"] == 24
     explanation = Explanation.from_json(out / "explanation.json")             # still a valid explanation file
     label = explanation.labels[0]

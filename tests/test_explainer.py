@@ -10,7 +10,8 @@ from utils.config import STEMS
 from utils.musiclime.explainer import explain
 from utils.musiclime.sampling import sample_masks, sample_neighbourhood
 from utils.musiclime.surrogate import cosine_distances, fit_surrogate, kernel
-from utils.musiclime.factorization import SourceSeparationSegments, TimeSegments, WordFeatures
+from utils.musiclime.factorization import SourceSeparationSegments, TimeSegments
+from utils.musiclime.lyric_features import WordFeatures
 
 SR = 8_000
 SECONDS = 2.0
@@ -146,7 +147,7 @@ def test_time_segments_find_the_segment():
     fac = song()
     time_fac = TimeSegments(fac.waveform, SR, num_segments=10)
     exp = explain(linear_model(fac), time_fac, LYRICS, sample_rate=SR, num_samples=200, labels=[0],
-                  modality="audio")
+                  mode="audio")
     assert exp.ranked(k=1)[0]["name"] == "segment3"
     assert exp.ranked(k=1)[0]["weight"] == pytest.approx(0.5, abs=0.02)     # ridge shrinks by ~1/(1+4/n)
 
@@ -188,11 +189,11 @@ class Recorder:
 def test_audio_mode_keeps_lyrics_intact():
     fac = song()
     rec = Recorder(fac)
-    exp = explain(rec, fac, LYRICS, sample_rate=SR, modality="audio", num_samples=25, batch_size=10, labels=[0])
+    exp = explain(rec, fac, LYRICS, sample_rate=SR, mode="audio", num_samples=25, batch_size=10, labels=[0])
     assert rec.batches == [10, 10, 5]
     assert set(rec.texts) == {LYRICS}
     assert [f.modality for f in exp.features] == ["audio"] * 40
-    n = sample_neighbourhood(rec, fac, None, sample_rate=SR, modality="audio", num_samples=25, batch_size=10)
+    n = sample_neighbourhood(rec, fac, None, sample_rate=SR, mode="audio", num_samples=25, batch_size=10)
     np.testing.assert_allclose(np.concatenate(rec.waveforms[-3:]), fac.compose(n.masks), atol=1e-6)  # float32 products of other batch shapes
     assert set(rec.texts[-25:]) == {""}                               # no lyrics at all: empty texts
 
@@ -200,15 +201,15 @@ def test_audio_mode_keeps_lyrics_intact():
 def test_lyrical_mode_keeps_audio_intact():
     fac = song()
     rec = Recorder(fac)
-    exp = explain(rec, fac, LYRICS, sample_rate=SR, modality="lyrical", num_samples=30, batch_size=7, labels=[0])
+    exp = explain(rec, fac, LYRICS, sample_rate=SR, mode="lyrical", num_samples=30, batch_size=7, labels=[0])
     waves = np.concatenate(rec.waveforms)
-    assert waves.shape == (30, fac.num_samples)
+    assert waves.shape == (30, fac.length)
     assert np.all(waves == fac.compose(np.ones((1, 40)))[0])
     assert [f.modality for f in exp.features] == ["lyrics"] * WordFeatures(LYRICS).n_features
     assert rec.texts[0] == LYRICS and len(set(rec.texts)) > 10
     assert exp.ranked(k=1)[0]["name"] == "fire"
-    none = explain(lambda texts, waves: rec.model(texts, np.zeros((len(texts), fac.num_samples), np.float32)),
-                   None, LYRICS, modality="lyrical", num_samples=30, labels=[0])
+    none = explain(lambda texts, waves: rec.model(texts, np.zeros((len(texts), fac.length), np.float32)),
+                   None, LYRICS, mode="lyrical", num_samples=30, labels=[0])
     assert none.ranked(k=1)[0]["name"] == "fire"
 
 
@@ -253,19 +254,19 @@ def test_bad_settings_are_refused():
     model = linear_model(fac)
     with pytest.raises(ValueError, match="num_samples must be >= 2"):
         explain(model, fac, LYRICS, sample_rate=SR, num_samples=1)
-    with pytest.raises(ValueError, match="modality"):
-        explain(model, fac, LYRICS, sample_rate=SR, modality="video")
+    with pytest.raises(ValueError, match="mode"):
+        explain(model, fac, LYRICS, sample_rate=SR, mode="video")
     with pytest.raises(ValueError, match="sample_rate= .* is required"):
         explain(model, fac, LYRICS)
     with pytest.raises(ValueError, match="sample_rate=16000"):
         explain(model, fac, LYRICS, sample_rate=16_000)
     with pytest.raises(ValueError, match="needs a factorization"):
-        explain(model, None, LYRICS, modality="both")
+        explain(model, None, LYRICS, mode="both")
     for lyrics in ("", "fire", "fire, fire!"):
-        for modality in ("both", "lyrical"):
+        for mode in ("both", "lyrical"):
             with pytest.raises(ValueError, match="at least 2"):
-                explain(model, fac, lyrics, sample_rate=SR, modality=modality, num_samples=10)
-    explain(model, fac, "", sample_rate=SR, modality="audio", num_samples=10)     # audio mode needs no lyrics
+                explain(model, fac, lyrics, sample_rate=SR, mode=mode, num_samples=10)
+    explain(model, fac, "", sample_rate=SR, mode="audio", num_samples=10)     # audio mode needs no lyrics
     with pytest.raises(ValueError, match="top_labels"):
         explain(model, fac, LYRICS, sample_rate=SR, top_labels=0)
     with pytest.raises(TypeError, match="seed"):

@@ -124,7 +124,7 @@ def test_record_for_global_aggregation(exp):
 def test_record_refuses_name_clash():
     feats = [Feature(0, "drums0", "audio", "drums", 0), Feature(1, "drums0", "lyrics", text="drums0")]
     fit = SurrogateFit(0, 0.0, np.array([0.1, 0.2]), np.array([True, True]), 1.0, 0.3)
-    clash = Explanation(feats, {0: fit}, np.array([0.5, 0.5]), modality="both", lyrics="drums0 x")
+    clash = Explanation(feats, {0: fit}, np.array([0.5, 0.5]), mode="both", lyrics="drums0 x")
     with pytest.raises(ValueError, match="drums0"):
         clash.to_record("a")
 
@@ -176,11 +176,11 @@ def test_figures(exp, tmp_path):
 
 def test_time_segments_and_lyrical_explanations(fac):
     time_fac = TimeSegments(fac.waveform, SR, num_segments=10)
-    audio = explain(model(fac), time_fac, None, sample_rate=SR, modality="audio", num_samples=60, labels=[0])
+    audio = explain(model(fac), time_fac, None, sample_rate=SR, mode="audio", num_samples=60, labels=[0])
     grid, rows = audio.audio_weight_grid()
     assert rows == ["mix"] and grid.shape == (1, 10)
     assert audio.lyrics_html() == "<div></div>"
-    lyrical = explain(model(fac), fac, LYRICS, sample_rate=SR, modality="lyrical", num_samples=60, labels=[0],
+    lyrical = explain(model(fac), fac, LYRICS, sample_rate=SR, mode="lyrical", num_samples=60, labels=[0],
                       text_unit="lines")
     assert [f.name for f in lyrical.features] == LYRICS.split("\n")
     assert lyrical.ranked(k=1)[0]["name"] == "the fire <burns> & glows"

@@ -22,7 +22,7 @@ def _write_corpus(root: Path) -> Path:
     val: 2 good songs."""
     rng = np.random.default_rng(0)
     (root / "audio").mkdir(parents=True)
-    sr, n = PROFILE.audio.sample_rate, PROFILE.clip_samples
+    sr, n = PROFILE.audio.sample_rate, PROFILE.clip_length
     splits = {"train": [f"song{i}" for i in range(5)] + ["noaudio", "garbage", "nolyrics"],
               "val": ["val0", "val1"]}
     for split, ids in splits.items():

@@ -7,8 +7,8 @@ import soundfile
 from lime.lime_text import IndexedString, LimeTextExplainer
 
 from utils.config import STEMS, audio_component_names
-from utils.musiclime.factorization import (LineFeatures, SourceSeparationSegments, TimeSegments, WordFeatures, segment_bounds,
-                                 text_features)
+from utils.musiclime.factorization import SourceSeparationSegments, TimeSegments, segment_bounds
+from utils.musiclime.lyric_features import LineFeatures, WordFeatures, text_features
 from utils.musiclime.separation import HPSSSeparator, OracleSeparator
 
 SR = 8_000
@@ -29,7 +29,7 @@ def test_components_follow_the_papers_order_and_spans():
     stems = make_stems()
     fac = SourceSeparationSegments(mix_of(stems), SR, stems=stems)
     assert fac.n_components == 40 and fac.names == audio_component_names(10)
-    assert fac.num_samples == 16_000 and fac.segment_samples == 1_600
+    assert fac.length == 16_000 and fac.segment_length == 1_600
     c = fac.components[3 * 4 + 1]
     assert (c.name, c.stem, c.segment, c.start, c.end) == ("drums3", "drums", 3, 4_800, 6_400)
     assert c.start_seconds == pytest.approx(0.6) and c.end_seconds == pytest.approx(0.8)
@@ -107,7 +107,7 @@ def test_time_segments():
     mix = mix_of(make_stems())
     fac = TimeSegments(mix, SR, num_segments=5)
     assert fac.names == [f"segment{k}" for k in range(5)]
-    assert fac.num_samples == 16_000 and fac.components[2].stem is None
+    assert fac.length == 16_000 and fac.components[2].stem is None
     out = fac.compose(np.array([[1, 1, 1, 1, 1], [0, 0, 1, 0, 0]]))
     assert np.max(np.abs(out[0] - mix[:16_000])) < 1e-5
     np.testing.assert_array_equal(out[1, 6_400:9_600], mix[6_400:9_600])

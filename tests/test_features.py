@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 
 from utils.config import get_profile
-from utils.dataset_related.features import (AudioError, ast_features, find_audio, fit_clip, load_audio, load_clip, load_features,
+from utils.dataset_related.features import (AudioError, ast_features, cut_clip, find_audio, load_audio, load_clip, load_features,
                             reference_features, save_features)
 
 
@@ -59,7 +59,9 @@ def test_load_resample_and_errors(tmp_path):
         load_audio(tmp_path / "trunc.wav", 16_000)
     with pytest.raises(AudioError, match="song7.*shorter than the model input"):
         load_clip(tmp_path / "a.wav", get_profile("tiny").audio, name="song7")
-    assert fit_clip(clip, 20_000, pad=True)[16_000:].max() == 0
+    with pytest.warns(UserWarning, match="padded with 0.25 s of silence"):
+        padded, window = cut_clip(clip, 20_000, 16_000, pad=True)
+    assert padded[16_000:].max() == 0 and window == (0, 16_000)
 
 
 def test_save_and_reload_features(tmp_path):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from utils.musiclime.aggregate import global_measures, read_measures, write_measures
+from utils.musiclime.aggregate import accumulate, measures, read_measures, write_measures
 from utils.musiclime.global_explain import global_explain, select_songs, song_record, song_seed
 from utils.musiclime.planted import planted_cue_summary, planted_cues, song_planted_summary
 from utils.musiclime.records import aggregate_records, load_records
@@ -28,7 +28,7 @@ from utils.musiclime.predict import ModelPredictor
 from utils.dataset_related.synth import AUDIO_CUES, LYRIC_CUES, read_metadata
 
 PROFILE = get_profile("tiny")
-SETTING_KEYS = {"task", "kind", "modality", "num_samples", "seed", "separator", "split", "profile"}
+SETTING_KEYS = {"task", "kind", "mode", "num_samples", "seed", "separator", "split", "profile"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -158,7 +158,7 @@ def test_shards_merge_to_the_unsharded_run_and_settings_are_checked(small_corpus
 
     with pytest.raises(ValueError, match="crossed"):
         global_explain(PROFILE, "genre", "lyrics", "lyrical", tmp_path / "x.jsonl", **common, sampling="crossed")
-    with pytest.raises(ValueError, match="modality"):
+    with pytest.raises(ValueError, match="in mode"):
         global_explain(PROFILE, "genre", "lyrics", "both", tmp_path / "x.jsonl", **common)
     with pytest.raises(ValueError, match="classes"):
         aggregate_records(parts, [f"c{i}" for i in range(9)])
@@ -175,7 +175,7 @@ def test_command_line_explain_and_merge(small_corpus, tokens, tmp_path):
         assert main(args + ["--records", str(tmp_path / f"s{k}.jsonl"), "--shard", f"{k}/2"]) == 0
     assert main(["explain"] + args + ["--records", str(tmp_path / "all.jsonl")]) == 0
     records = load_records(tmp_path / "all.jsonl")
-    assert len(records) == 3 and records[0]["settings"]["modality"] == "lyrical"
+    assert len(records) == 3 and records[0]["settings"]["mode"] == "lyrical"
     assert records[0]["settings"]["separator"] is None and len(records[0]["settings"]["model_sha256"]) == 64
     assert (tmp_path / "all.csv").is_file() and not (tmp_path / "s1.csv").exists()
     assert main(["merge", "--records", str(tmp_path / "s1.jsonl"), str(tmp_path / "s2.jsonl"),
@@ -185,13 +185,26 @@ def test_command_line_explain_and_merge(small_corpus, tokens, tmp_path):
     assert load_records(tmp_path / "merged.jsonl") == sorted(records, key=lambda r: r["id"])
     with pytest.raises(ValueError, match="num_samples"):
         main(args + ["--records", str(tmp_path / "all.jsonl"), "--num-samples", "21"])
+    # a records file named .csv keeps its records: the measures go to <name>.measures.csv
+    assert main(args + ["--records", str(tmp_path / "r.csv")]) == 0
+    assert len(load_records(tmp_path / "r.csv")) == 3 and (tmp_path / "r.measures.csv").is_file()
+    assert main(args + ["--records", str(tmp_path / "r.csv")]) == 0                  # and it resumes
+    before = (tmp_path / "all.jsonl").read_bytes()
+    with pytest.raises(ValueError, match="same file"):
+        main(args + ["--records", str(tmp_path / "all.jsonl"), "--measures", str(tmp_path / "all.jsonl")])
+    with pytest.raises(ValueError, match="same file"):
+        main(["merge", "--records", str(tmp_path / "all.jsonl"), "--out", str(tmp_path / "all.jsonl")])
+    with pytest.raises(ValueError, match="same file"):
+        main(["merge", "--records", str(tmp_path / "s1.jsonl"), str(tmp_path / "all.jsonl"), "--out",
+              str(tmp_path / "m.csv"), "--merged-records", str(tmp_path / "all.jsonl")])
+    assert (tmp_path / "all.jsonl").read_bytes() == before                            # inputs untouched
 
 
 def test_explain_song_names_the_song(tokens):
     item = {"id": "one-word", "lyrics": "la la la", "primary_short": "pop"}
     with pytest.raises(ValueError, match="'one-word'"):
         song_record(_predictor("lyrics", tokens), ".", item, PROFILE, separator=None, task="genre",
-                    modality="lyrical", num_samples=10, seed=0)
+                    mode="lyrical", num_samples=10, seed=0)
 
 
 # ---------------------------------------------------------------- planted cues
@@ -220,7 +233,7 @@ HAND_RECORDS = [  # label = explained (predicted) class index into CLASSES
 
 
 def test_planted_cue_summary_on_a_known_aggregate():
-    table = global_measures(HAND_RECORDS, CLASSES)
+    table = measures(*accumulate(HAND_RECORDS), CLASSES)
     summary = planted_cue_summary(table, PLANTED, value="I_AVG", ks=(1, 3), records=HAND_RECORDS).set_index("class")
     assert list(summary.index) == CLASSES + ["overall"]
     assert summary.loc["hip hop", "best_rank"] == 1 and summary.loc["hip hop", "in_top1"] == 1.0
@@ -233,7 +246,7 @@ def test_planted_cue_summary_on_a_known_aggregate():
     assert summary.loc["overall", "in_top1"] == pytest.approx(1 / 3)     # over the 3 classes with songs
     assert summary.loc["overall", "in_top3"] == pytest.approx(2 / 3)
 
-    audio_only = planted_cue_summary(table, PLANTED, value="I_AVG", modality="audio").set_index("class")
+    audio_only = planted_cue_summary(table, PLANTED, value="I_AVG", mode="audio").set_index("class")
     assert list(audio_only.index) == ["hip hop", "pop", "overall"]      # folk / punk have no audio cue
     assert math.isnan(audio_only.loc["pop", "best_rank"])                # vocals8 never had a positive weight
     with pytest.raises(ValueError, match="unknown classes"):

@@ -63,6 +63,19 @@ def test_jsonl_refuses_files_that_are_not_records_and_bad_middle_lines(tmp_path)
     with pytest.raises(ValueError, match="line 2: not a record \\(no string 'id'\\)"):
         read_jsonl(bad, validate=needs_id)
 
+    # only a torn JSON object is a half-written line: other endings are refused and kept
+    for ending in (b"# trailing comment\n", b"# trailing comment", b'{"id": "c"}', b"notes"):
+        tailed = tmp_path / "tailed.jsonl"
+        tailed.write_bytes(b'{"id": "a"}\n' + ending)
+        with pytest.raises(ValueError, match="tailed.jsonl"):
+            read_jsonl(tailed)
+        assert tailed.read_bytes() == b'{"id": "a"}\n' + ending
+    first = tmp_path / "first.jsonl"
+    first.write_bytes(b'{"id": "a", "w')                              # killed during the very first append
+    with pytest.warns(UserWarning, match="half-written"):
+        assert read_jsonl(first) == []
+    assert first.read_bytes() == b""
+
 
 def test_save_figure_is_tight_at_one_dpi_and_atomic(tmp_path):
     import matplotlib

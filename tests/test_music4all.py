@@ -210,7 +210,7 @@ def test_build_audio_clips_have_the_model_length(built):
     for r in rows:
         info = sf.info(str(corpus / "audio" / f"{r['id']}.wav"))
         assert info.samplerate == profile.audio.sample_rate == 16_000
-        assert info.frames == profile.clip_samples and info.channels == 1
+        assert info.frames == profile.clip_length and info.channels == 1
     assert not list((corpus / "audio").glob("*.part"))
 
 
@@ -309,7 +309,7 @@ def test_import_published_split(tmp_path):
     arr = np.load(features[0], allow_pickle=False)
     assert arr.shape == (400, 32) and arr.dtype == np.float32
     for i in ids:
-        assert sf.info(str(corpus / "audio" / f"{i}.wav")).frames == get_profile("tiny").clip_samples
+        assert sf.info(str(corpus / "audio" / f"{i}.wav")).frames == get_profile("tiny").clip_length
 
 
 def test_import_published_split_without_audio_requirement(tmp_path):

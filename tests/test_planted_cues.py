@@ -19,7 +19,7 @@ from utils.config import GENRES  # noqa: E402
 from utils.musiclime.explanation import Explanation, Feature, SurrogateFit  # noqa: E402
 from utils.model_related.pipeline import load_splits  # noqa: E402
 from utils.musiclime.planted import cue_rank, cue_songs, is_hit, modality_margin  # noqa: E402
-from utils.musiclime.sanity import (CUE_CHECKS, get_checks, hit_rates, lyrics_ignored, model_fingerprint,  # noqa: E402
+from utils.musiclime.sanity import (CUE_CHECKS, hit_rates, lyrics_ignored, predictor_fingerprint,  # noqa: E402
                                     plot_hit_rates, run_cue_checks)
 from utils.musiclime.separation import OracleSeparator  # noqa: E402
 from utils.dataset_related.synth import LYRIC_CUES, read_metadata  # noqa: E402
@@ -33,7 +33,7 @@ def hand_made(weights: dict[str, float]) -> Explanation:
     features += [Feature(len(audio) + j, w, "lyrics", text=w) for j, w in enumerate(words)]
     vector = np.array([weights.get(f.name, 0.0) for f in features])
     fit = SurrogateFit(0, 0.1, vector, np.ones(len(features), bool), 0.9, 0.8)
-    return Explanation(features, {0: fit}, np.array([0.8, 0.2]), modality="both", lyrics=" ".join(words))
+    return Explanation(features, {0: fit}, np.array([0.8, 0.2]), mode="both", lyrics=" ".join(words))
 
 
 def test_cue_rank_and_hit():
@@ -67,8 +67,6 @@ def test_cue_songs_selection(small_corpus):
                                        .head(1)["id"])                # the first songs, in file order
     with pytest.raises(KeyError, match="no planted-cue metadata"):
         cue_songs(frame.assign(id="nope"), metadata)
-    with pytest.raises(ValueError, match="unknown checks"):
-        get_checks(["audio/lyrical"])
 
 
 def word_reader(texts, waveforms):
@@ -94,7 +92,7 @@ def test_run_on_a_cue_reading_black_box(small_corpus, tmp_path):
         scores = 20 * np.sqrt((segments ** 2).mean(axis=2))
         return np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
 
-    kwargs = dict(separator=OracleSeparator(small_corpus), checks=get_checks(["lyrics/lyrical", "audio/both"]),
+    kwargs = dict(separator=OracleSeparator(small_corpus), checks=[c for c in CUE_CHECKS if c.name in ("lyrics/lyrical", "audio/both")],
                   songs_per_class=2, num_samples=120, batch_size=60, seed=1, progress=False)
     results = run_cue_checks({"lyrics": word_reader, "audio": loudness_reader}, small_corpus, frame, metadata,
                              profile, cache_dir=tmp_path, **kwargs)
@@ -125,7 +123,7 @@ def test_run_on_a_cue_reading_black_box(small_corpus, tmp_path):
     assert (tmp_path / "figures" / "planted_cues.png").stat().st_size > 1000
 
 
-def test_model_fingerprint():
+def test_predictor_fingerprint():
     import torch
 
     class Wrapper:
@@ -134,8 +132,8 @@ def test_model_fingerprint():
 
     torch.manual_seed(0)
     first, second = Wrapper(torch.nn.Linear(3, 2)), Wrapper(torch.nn.Linear(3, 2))
-    assert model_fingerprint(first) == model_fingerprint(Wrapper(first.model)) != model_fingerprint(second)
-    assert len(model_fingerprint(first)) == 12 and model_fingerprint(word_reader) == "custom"
+    assert predictor_fingerprint(first) == predictor_fingerprint(Wrapper(first.model)) != predictor_fingerprint(second)
+    assert len(predictor_fingerprint(first)) == 12 and predictor_fingerprint(word_reader) == "custom"
 
 
 def test_explain_song_and_write_explanation(small_corpus, tmp_path):
@@ -151,7 +149,7 @@ def test_explain_song_and_write_explanation(small_corpus, tmp_path):
     assert describe_cues(metadata, rock.id) == (f"rock: audio vocals8 (falsetto, 3.2-3.6 s), "
                                                 f"lyric word '{cues['lyrics']['word']}'")
     exp = explain_song(word_reader, small_corpus, rock, get_profile("tiny"), separator=OracleSeparator(small_corpus),
-                       modality="both", labels=[GENRES.index("rock")], num_samples=80, batch_size=40)
+                       mode="both", labels=[GENRES.index("rock")], num_samples=80, batch_size=40)
     assert len(exp.audio_features) == 40 and exp.ranked(k=1)[0]["name"].lower() == cues["lyrics"]["word"]
     assert exp.factorization is not None and exp.factorization.separator_name == "oracle"
     paths = write_explanation(exp, tmp_path, f"explanation_{rock.id}_both")

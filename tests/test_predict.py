@@ -4,7 +4,8 @@ import torch
 
 from utils.config import get_profile
 from utils.musiclime.explainer import explain
-from utils.musiclime.factorization import SourceSeparationSegments, WordFeatures
+from utils.musiclime.factorization import SourceSeparationSegments
+from utils.musiclime.lyric_features import WordFeatures
 from utils.dataset_related.features import find_audio, load_audio
 from utils.model_related.models import build_model
 from utils.model_related.pipeline import load_splits, prepare_tokens
@@ -42,15 +43,15 @@ def test_intact_modality_is_encoded_once(song):
     profile, tokens, factorization, words = song
     torch.manual_seed(0)
     predictor = ModelPredictor(build_model("multimodal", profile, 9, vocab_size=len(tokens.tokenizer)), profile, tokens, "cpu")
-    explain(predictor, factorization, words, sample_rate=16_000, modality="audio", num_samples=200, batch_size=50)
+    explain(predictor, factorization, words, sample_rate=16_000, mode="audio", num_samples=200, batch_size=50)
     assert predictor.calls["text_rows"] == 1          # lyrics intact: one encoder pass for 200 samples
     assert predictor.calls["audio_rows"] <= 200
     predictor = ModelPredictor(predictor.model, profile, tokens, "cpu")
-    explain(predictor, factorization, words, sample_rate=16_000, modality="lyrical", num_samples=200, batch_size=50)
+    explain(predictor, factorization, words, sample_rate=16_000, mode="lyrical", num_samples=200, batch_size=50)
     assert predictor.calls["audio_rows"] == 1         # audio intact: one pass
     assert predictor.calls["text_rows"] <= 200
     predictor.calls = {"audio_rows": 0, "text_rows": 0}
-    explain(predictor, factorization, words, sample_rate=16_000, modality="lyrical", num_samples=200, batch_size=50)
+    explain(predictor, factorization, words, sample_rate=16_000, mode="lyrical", num_samples=200, batch_size=50)
     assert predictor.calls["audio_rows"] == 0         # same song again: its intact audio is still cached
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from utils.musiclime.explainer import explain
 from utils.musiclime.sampling import crossed_design, crossed_sizes, sample_crossed_neighbourhood
-from utils.musiclime.factorization import SourceSeparationSegments, WordFeatures
+from utils.musiclime.factorization import SourceSeparationSegments
+from utils.musiclime.lyric_features import WordFeatures
 
 SR = 8_000
 LYRICS = " ".join(f"word{i}" for i in range(30)) + "\n" + " ".join(f"word{i}" for i in range(0, 30, 3))

@@ -12,7 +12,8 @@ from utils.musiclime.authors_loop import AuthorsLoop
 from utils.config import get_profile
 from utils.musiclime.explainer import explain
 from utils.musiclime.sampling import sample_crossed_neighbourhood, sample_masks
-from utils.musiclime.factorization import LineFeatures, SourceSeparationSegments, TimeSegments, WordFeatures
+from utils.musiclime.factorization import SourceSeparationSegments, TimeSegments
+from utils.musiclime.lyric_features import LineFeatures, WordFeatures
 from utils.dataset_related.features import ast_features, find_audio, load_audio, reference_features
 from utils.model_related.models import build_model
 from utils.model_related.pipeline import load_splits, prepare_tokens
@@ -170,8 +171,8 @@ def test_explain_crossed_and_its_limits(song, fusion):
     iid = explain(ModelPredictor(fusion, profile, tokens, "cpu"), factorization, words, sample_rate=16_000,
                   num_samples=50)
     assert "sampling" not in iid.settings                             # i.i.d. records are unchanged
-    with pytest.raises(ValueError, match="modality='both'"):
-        explain(predictor, factorization, words, sample_rate=16_000, modality="audio", sampling="crossed")
+    with pytest.raises(ValueError, match="mode='both'"):
+        explain(predictor, factorization, words, sample_rate=16_000, mode="audio", sampling="crossed")
     with pytest.raises(TypeError, match="late-fusion"):
         explain(lambda texts, waves: np.full((len(texts), 2), 0.5), factorization, words, sample_rate=16_000,
                 num_samples=20, sampling="crossed")
@@ -183,15 +184,15 @@ def test_explain_crossed_and_its_limits(song, fusion):
 
 
 # ---------------------------------------------------------------- baseline and autocast
-@pytest.mark.parametrize("modality", ["both", "audio", "lyrical"])
-def test_authors_loop_gives_the_fast_path_predictions(song, fusion, modality):
+@pytest.mark.parametrize("mode", ["both", "audio", "lyrical"])
+def test_authors_loop_gives_the_fast_path_predictions(song, fusion, mode):
     profile, tokens, factorization, words = song
-    columns = (40 if modality != "lyrical" else 0) + (words.n_features if modality != "audio" else 0)
+    columns = (40 if mode != "lyrical" else 0) + (words.n_features if mode != "audio" else 0)
     masks = sample_masks(13, columns, 2)                  # 13 rows: one full batch of 10 and a remainder
     loop = AuthorsLoop(fusion, profile, tokens.tokenizer, "cpu")
-    slow = loop.predictions(masks, factorization, words, modality)
+    slow = loop.predictions(masks, factorization, words, mode)
     fast = ModelPredictor(fusion, profile, tokens, "cpu").predict_masks(
-        *split_mask_columns(masks, modality, 40, words.n_features), factorization, words)
+        *split_mask_columns(masks, mode, 40, words.n_features), factorization, words)
     assert slow.shape == fast.shape == (13, 9)
     assert np.abs(slow - fast).max() < 1e-4
     assert loop.timings["features"] > 0 and loop.timings["model"] > 0

@@ -32,7 +32,7 @@ import torch
 from utils.config import DATA_DIR, RESULTS_DIR, TASKS
 from utils.io import atomic_write
 from utils.musiclime.crossed_agreement import run_crossed_agreement
-from utils.config import MODALITIES
+from utils.config import MODES
 from utils.musiclime.speed import PHASES, run_speed
 
 
@@ -54,18 +54,18 @@ def _speed_lines(speed: dict) -> list[str]:
               f"{machine['load_average_start'][0]:.2f}); model: {speed['model']}; song `{speed['song']}` "
               f"({speed['n_audio']} audio components, {speed['n_words']} words); median of {speed['repeats']} "
               f"runs; batch size {speed['best_batch_size']} (best of the model's own sweep).", "",
-              "| modality | N | method | wall (s) | floor (s) | wall / floor | " + " | ".join(PHASES) + " |",
+              "| mode | N | method | wall (s) | floor (s) | wall / floor | " + " | ".join(PHASES) + " |",
               "|---|---|---|---|---|---|" + "---|" * len(PHASES)]
     for config in speed["configs"]:
         for method, key in (("fast", "fast"), ("authors' loop", "authors_loop")):
             if key not in config:
                 continue
             entry = config[key]
-            lines.append(f"| {config['modality']} | {config['num_samples']} | {method} | {entry['wall']:.2f} | "
+            lines.append(f"| {config['mode']} | {config['num_samples']} | {method} | {entry['wall']:.2f} | "
                          f"{config['floor']:.2f} | {entry['wall'] / config['floor']:.2f} | "
                          + " | ".join(f"{entry['phases'].get(p, 0.0):.3f}" for p in PHASES) + " |")
     lines.append("")
-    speedups = [(c["modality"], c["num_samples"], c["speedup_vs_authors"]) for c in speed["configs"]
+    speedups = [(c["mode"], c["num_samples"], c["speedup_vs_authors"]) for c in speed["configs"]
                 if "speedup_vs_authors" in c]
     if speedups:
         lines.append("Fast path vs the authors' loop: " + ", ".join(f"{m} N={n}: {s:.1f}x" for m, n, s in speedups)
@@ -144,11 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", choices=("tiny", "paper"), default="tiny")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--samples", type=int, nargs="+", default=[1000, 5000])
-    parser.add_argument("--modalities", nargs="+", choices=MODALITIES, default=list(MODALITIES))
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", nargs="*", default=None, metavar="MODALITY:N",
                         help="configurations that also run the authors' loop, e.g. both:1000 audio:1000 "
-                             "(default: every modality and N; give none to skip)")
+                             "(default: every mode and N; give none to skip)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128, 256, 512])
     parser.add_argument("--feature-samples", type=int, default=1000, help="N of the features-only comparison")
     parser.add_argument("--autocast", choices=("bf16", "fp16"), default=None)
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     results = {}
     if args.part in ("speed", "all"):
-        results["speed"] = run_speed(args.profile, args.device, args.samples, args.modalities, args.repeats,
+        results["speed"] = run_speed(args.profile, args.device, args.samples, args.modes, args.repeats,
                                      args.baseline, args.corpus, args.runs, args.task, args.batch_sizes,
                                      args.autocast, args.seed, feature_samples=args.feature_samples)
     if args.part in ("crossed", "all"):

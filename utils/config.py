@@ -43,9 +43,9 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 """The corpus splits, one ``<corpus>/<split>.jsonl`` file each."""
 MODEL_KINDS: tuple[str, ...] = ("lyrics", "audio", "multimodal")
 """The three classifiers (:mod:`utils.model_related.models`)."""
-MODALITIES: tuple[str, ...] = ("both", "audio", "lyrical")
+MODES: tuple[str, ...] = ("both", "audio", "lyrical")
 """Explainer modes: which components MusicLIME perturbs (audio and lyrics, audio only, lyrics only)."""
-KIND_MODALITIES: dict[str, tuple[str, ...]] = {"multimodal": MODALITIES, "audio": ("audio",), "lyrics": ("lyrical",)}
+KIND_MODES: dict[str, tuple[str, ...]] = {"multimodal": MODES, "audio": ("audio",), "lyrics": ("lyrical",)}
 """The explainer modes each model kind supports (a unimodal model is explained on its own input)."""
 SEPARATORS: tuple[str, ...] = ("oracle", "hpss", "openunmix")
 """Source separators: the synthetic corpus's true stems, HPSS, Open-Unmix (see ``musiclime/separation``)."""
@@ -99,6 +99,11 @@ class AudioConfig:
     max_length: int = 1024             # spectrogram frames (10 ms hop)
     feature_mean: float = -4.2677393   # ASTFeatureExtractor normalisation
     feature_std: float = 4.5689974
+
+    @property
+    def clip_length(self) -> int:
+        """The model's input length, samples (``clip_seconds`` at ``sample_rate``)."""
+        return int(round(self.clip_seconds * self.sample_rate))
 
 
 @dataclass
@@ -155,8 +160,9 @@ class Profile:
     device: str = "auto"
 
     @property
-    def clip_samples(self) -> int:
-        return int(round(self.audio.clip_seconds * self.audio.sample_rate))
+    def clip_length(self) -> int:
+        """The model's input length, samples (:attr:`AudioConfig.clip_length`)."""
+        return self.audio.clip_length
 
     def replace(self, **changes) -> "Profile":
         """A copy with top-level fields replaced (nested configs are copied too)."""

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from utils.config import MODEL_KINDS, PROJECT_ROOT, TASKS
+from utils.config import KIND_MODES, MODEL_KINDS, PROJECT_ROOT, TASKS
 from utils.explain_model import DEFAULT_TOKENIZER, ModelInfo, UsageError, find_model, load_tokens
 from utils.io import atomic_write
 from utils.musiclime.song import SongClip, clip_factorization, load_song_clip, make_separator
@@ -48,8 +48,6 @@ DEFAULT_MODEL = Path("runs/tiny/genre/multimodal")
 DEFAULT_SAMPLES = 1000
 REPORT_FILES = ("report.html", "explanation.json")
 SEPARATORS = ("hpss", "openunmix")
-MODES = {"multimodal": "both", "audio": "audio", "lyrics": "lyrical"}
-"""Explainer mode per model kind (a multimodal model without lyrics is explained in 'audio' mode)."""
 
 
 # ---------------------------------------------------------------- 2. the inputs
@@ -62,9 +60,9 @@ def read_clip(path: Path, model: ModelInfo, start_seconds: float | None) -> Song
     from utils.dataset_related.features import AudioError
     from utils.musiclime.separation import SILENCE_PEAK
 
-    rate, clip_samples = model.profile.audio.sample_rate, model.profile.clip_samples
+    rate, clip_length = model.profile.audio.sample_rate, model.profile.clip_length
     try:
-        clip = load_song_clip(path, rate, clip_samples, start_seconds, name=f"AUDIO {path}")
+        clip = load_song_clip(path, rate, clip_length, start_seconds, name=f"AUDIO {path}")
     except FileNotFoundError as error:
         raise UsageError(f"AUDIO {path}: no such file") from error
     except AudioError as error:          # unreadable, empty, NaN
@@ -111,13 +109,13 @@ def explain_song_file(predictor: Any, model: ModelInfo, clip: SongClip | None, l
                       label: int | None = None, progress: bool = True):
     """MusicLIME explanation of one clip and/or lyrics with ``model``'s predictor.
 
-    The mode follows the model (:data:`MODES`); a multimodal model without lyrics gets empty
+    The mode follows the model (:data:`utils.config.KIND_MODES`, its first); a multimodal model without lyrics gets empty
     lyrics and is explained in ``'audio'`` mode. Returns the
     :class:`utils.musiclime.explanation.Explanation` with its factorization attached.
     """
     from utils.musiclime.explainer import explain
 
-    modality = MODES[model.kind] if lyrics is not None or model.kind != "multimodal" else "audio"
+    mode = KIND_MODES[model.kind][0] if lyrics is not None or model.kind != "multimodal" else "audio"
     factorization = None
     if model.kind != "lyrics":
         if progress:
@@ -125,7 +123,7 @@ def explain_song_file(predictor: Any, model: ModelInfo, clip: SongClip | None, l
         factorization = clip_factorization(clip, separator, model.profile.num_segments)
     text = None if model.kind == "audio" else ("" if lyrics is None else lyrics)
     return explain(predictor, factorization, text, sample_rate=clip.sample_rate if clip else None,
-                   modality=modality, labels=None if label is None else [label], num_samples=num_samples,
+                   mode=mode, labels=None if label is None else [label], num_samples=num_samples,
                    batch_size=batch_size, seed=seed, class_names=model.class_names, progress=progress)
 
 
@@ -248,7 +246,7 @@ def _clip_settings(clip: SongClip | None, separator: str) -> dict:
         return dict.fromkeys(keys)
     rate, (start, end) = clip.sample_rate, clip.window
     return dict(zip(keys, (separator, start / rate, [start, end], [start / rate, end / rate],
-                           clip.file_samples / rate, clip.padded_samples / rate, clip.input_sample_rate,
+                           clip.file_samples / rate, clip.padded_length / rate, clip.input_sample_rate,
                            clip.input_channels)))
 
 
@@ -266,7 +264,7 @@ def explain_from_args(args: argparse.Namespace) -> Path:
     check_out_dir(out_dir, inputs)
     lyrics = read_lyrics(lyrics_path) if lyrics_path is not None else None
     if lyrics is not None and model.kind != "audio":
-        from utils.musiclime.factorization import WordFeatures
+        from utils.musiclime.lyric_features import WordFeatures
 
         if WordFeatures(lyrics).n_features < 2:
             raise UsageError(f"--lyrics {lyrics_path}: fewer than 2 distinct words; nothing to explain")
@@ -284,10 +282,10 @@ def explain_from_args(args: argparse.Namespace) -> Path:
     run_settings = {
         "audio": None if audio is None else str(audio), "lyrics": None if lyrics_path is None else str(lyrics_path),
         "model_dir": str(model.directory), "task": model.task, "kind": model.kind, "profile": model.profile.name,
-        "modality": explanation.modality, "explained_class": model.class_names[explained],
+        "mode": explanation.mode, "explained_class": model.class_names[explained],
         "separator": clip_run.pop("separator"), "samples": args.samples, "seed": args.seed,
         "batch_size": args.batch_size, "top_k": args.top_k, "device": device, **clip_run,
-        "sample_rate": rate, "clip_seconds": model.profile.clip_samples / rate,
+        "sample_rate": rate, "clip_seconds": model.profile.clip_length / rate,
         "num_segments": None if clip is None else model.profile.num_segments,
         "score": explanation.fit(explained).score,
     }

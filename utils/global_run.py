@@ -1,6 +1,6 @@
 """Global MusicLIME runs from the command line: explain every song of a split, then aggregate.
 
-    python -m utils.global_run --profile tiny --task genre --kind multimodal --modality both \\
+    python -m utils.global_run --profile tiny --task genre --kind multimodal --mode both \\
         --split test --num-samples 1000 --records results/global/genre_multimodal_both.jsonl \\
         [--shard 2/8] [--limit N] [--songs-per-class K] [--separator oracle|hpss|openunmix] \\
         [--corpus-dir data/synthetic] [--run-dir runs/tiny] [--seed 0] [--batch-size 250] [--threads 1] \\
@@ -16,20 +16,27 @@ second merges record files (e.g. one per shard) with
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from utils.config import MODEL_KINDS, TASKS
+from utils.config import KIND_MODES, MODEL_KINDS, MODES, SEPARATORS, TASKS
+from utils.io import refuse_clobber, same_file
 from utils.musiclime.aggregate import write_measures
-from utils.musiclime.sampling import SAMPLING
-from utils.config import MODALITIES
-from utils.config import KIND_MODALITIES
 from utils.musiclime.global_explain import global_explain
 from utils.musiclime.records import aggregate_records, append_record, load_records, merge_records
-from utils.config import SEPARATORS
+from utils.musiclime.sampling import SAMPLING
 
 
 # ---------------------------------------------------------------- command line
+def default_measures_path(records: str | os.PathLike) -> Path:
+    """Where an unsharded run writes its measures table: ``<records>`` with the suffix ``.csv``,
+    or ``<records>.measures.csv`` when that would be the records file itself."""
+    records = Path(records)
+    return records.with_suffix(".csv") if records.suffix != ".csv" else records.with_name(records.name[:-4]
+                                                                                           + ".measures.csv")
+
+
 def _explain_main(argv: list[str]) -> int:
     from utils.config import get_profile
 
@@ -40,8 +47,9 @@ def _explain_main(argv: list[str]) -> int:
     parser.add_argument("--profile", default="tiny", choices=["tiny", "paper"])
     parser.add_argument("--task", default="genre", choices=sorted(TASKS))
     parser.add_argument("--kind", default="multimodal", choices=list(MODEL_KINDS))
-    parser.add_argument("--modality", default=None, choices=list(MODALITIES),
-                        help="default: 'both' for multimodal, the model's own modality otherwise")
+    parser.add_argument("--mode", "--modality", dest="mode", default=None, choices=list(MODES),
+                        help="explainer mode (--modality: its old name); default: 'both' for multimodal, "
+                             "the model's own input otherwise")
     parser.add_argument("--split", default="test")
     parser.add_argument("--num-samples", type=int, default=None, help="default: the profile's explain_samples")
     parser.add_argument("--records", required=True, help="JSON-lines record file (resumed when it exists)")
@@ -55,26 +63,33 @@ def _explain_main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--measures", default=None,
-                        help="CSV of the measures table (default for an unsharded run: <records>.csv)")
+                        help="CSV of the measures table (default for an unsharded run: the records path with the "
+                             "suffix .csv, or <records>.measures.csv when the records file itself ends in .csv)")
     parser.add_argument("--merge-case", action="store_true", help="merge words differing only in case")
     parser.add_argument("--replace-mismatched", action="store_true",
                         help="move a records file made with other settings aside instead of refusing")
     parser.add_argument("--sampling", default="iid", choices=list(SAMPLING),
                         help="neighbourhood design: iid (the paper), antithetic (same cost, less noise), crossed "
                              "(multimodal model in both mode: a tenth of the encoder passes)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip a song that cannot be read (recorded with its reason) instead of stopping")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    measures_path = args.measures or (None if args.shard else default_measures_path(args.records))
+    refuse_clobber({"--measures": measures_path}, {"--records": args.records})
     profile = get_profile(args.profile)
-    modality = args.modality or KIND_MODALITIES[args.kind][0]
+    mode = args.mode or KIND_MODES[args.kind][0]
     run_dir = args.run_dir or f"runs/{args.profile}"
-    records = global_explain(profile, args.task, args.kind, modality, args.records, split=args.split,
+    records = global_explain(profile, args.task, args.kind, mode, args.records, split=args.split,
                              corpus_dir=args.corpus_dir, run_dir=run_dir, num_samples=args.num_samples,
                              seed=args.seed, batch_size=args.batch_size, separator=args.separator, shard=args.shard,
                              songs_per_class=args.songs_per_class, limit=args.limit,
                              on_mismatch="replace" if args.replace_mismatched else "raise", num_threads=args.threads,
-                             progress=not args.no_progress, sampling=args.sampling)
-    print(f"records: {records} ({len(load_records(records, repair=False))} songs)")
-    measures_path = args.measures or (None if args.shard else str(Path(records).with_suffix(".csv")))
+                             progress=not args.no_progress, sampling=args.sampling, skip_bad=args.skip_bad)
+    stored = load_records(records, repair=False)
+    skipped = [r["id"] for r in stored if "skipped" in r]
+    print(f"records: {records} ({len(stored)} songs" + (f", {len(skipped)} skipped: {skipped[:10]}" if skipped
+                                                          else "") + ")")
     if measures_path:
         table = aggregate_records([records], TASKS[args.task], merge_case=args.merge_case)
         print(f"measures: {write_measures(table, measures_path)} ({len(table)} rows)")
@@ -91,6 +106,9 @@ def _merge_main(argv: list[str]) -> int:
     parser.add_argument("--merged-records", default=None, help="also write the merged records here (JSON lines)")
     parser.add_argument("--merge-case", action="store_true", help="merge words differing only in case")
     args = parser.parse_args(argv)
+    refuse_clobber({"--out": args.out, "--merged-records": args.merged_records}, {"--records": args.records})
+    if args.merged_records and same_file(args.out, args.merged_records):
+        raise SystemExit(f"--out and --merged-records are the same file ({args.out}); choose two paths")
     records = merge_records(args.records)
     if not records:
         raise SystemExit(f"no records in {args.records}")

@@ -87,6 +87,72 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (links and ``..`` resolved; the files need not exist)."""
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_clobber(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` when an output path names the same file as an input.
+
+    Parameters
+    ----------
+    outputs, inputs : dict
+        Argument name (as the user wrote it, e.g. ``"--out"``) -> a path, a list of paths or None.
+    """
+    def paths(value: Any) -> list:
+        if value is None:
+            return []
+        return [value] if isinstance(value, (str, os.PathLike)) else list(value)
+
+    for out_name, out_value in outputs.items():
+        for out in paths(out_value):
+            for in_name, in_value in inputs.items():
+                for source in paths(in_value):
+                    if same_file(out, source):
+                        raise ValueError(f"{out_name} {out} is the same file as {in_name} {source}: an output "
+                                         "never overwrites an input; choose another path")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (read in 1 MiB blocks)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class BusyError(RuntimeError):
+    """Another process holds the lock of a file this process wants to write."""
+
+
+@contextmanager
+def exclusive(path: str | os.PathLike) -> Iterator[None]:
+    """Hold ``<path>.lock`` while writing ``path``: one writer per file, across processes.
+
+    Uses ``filelock`` (the lock huggingface_hub and torch use; ``flock`` on POSIX, ``msvcrt`` on
+    Windows; the operating system releases it when a process dies, so a killed run never leaves
+    a stale lock). A second writer is refused at once with :class:`BusyError` naming the file.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(f"{os.fspath(path)}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise BusyError(f"{path} is being written by another process (it holds {path}.lock); wait for it to "
+                        "finish or write to another file (two writers would compute every item twice)") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 # ---------------------------------------------------------------- append-only JSON lines
 def append_jsonl(path: str | os.PathLike, record: Mapping) -> None:
     """Append one record as one JSON line: a single ``os.write`` of the whole line, then ``fsync``.
@@ -115,8 +181,9 @@ def read_jsonl(path: str | os.PathLike, *, repair: bool = True,
     path : path
         The file.
     repair : bool
-        Truncate a torn or unparsable LAST line away (after a warning), so that later appends
-        start on a clean line. Nothing else is ever removed.
+        Truncate a half-written last line away (after a warning), so that later appends start on
+        a clean line: a line without its newline that starts like a record (``{``), after at
+        least one complete line. Nothing else is ever removed.
     validate : callable, optional
         Called on each parsed line; raises ``ValueError`` for a line that is not a valid record
         (e.g. no string ``id``). The error is re-raised naming the file and line.
@@ -126,8 +193,9 @@ def read_jsonl(path: str | os.PathLike, *, repair: bool = True,
     Raises
     ------
     ValueError
-        A bad line that is not the last one; or a file in which no line is a valid record (it is
-        not a records file: refused, never truncated). Both name the file and line.
+        A complete line that is not a valid record (anywhere, the last one included), a last
+        line that cannot be the start of a record, or a file with no complete line: it is not a
+        records file, or not only one. Refused, never truncated; the error names the file and line.
     """
     path = Path(path)
     if not path.exists():
@@ -137,7 +205,6 @@ def read_jsonl(path: str | os.PathLike, *, repair: bool = True,
     complete, tail = lines[:-1], lines[-1]
     good_bytes = len(data) - len(tail)
     records: list[dict] = []
-    dropped = None
     for number, raw in enumerate(complete, start=1):
         if not raw.strip():
             continue
@@ -148,24 +215,32 @@ def read_jsonl(path: str | os.PathLike, *, repair: bool = True,
             if validate is not None:
                 validate(record)
         except (UnicodeDecodeError, ValueError) as err:      # JSONDecodeError is a ValueError
-            if number == len(complete) and not tail and records:
-                dropped = f"unparsable last line {number} ({err})"
-                good_bytes -= len(raw) + 1
-                break
             if not records:
                 raise ValueError(f"{path}, line {number}: not a {what} ({err}); is this a records file? "
                                  f"It was left untouched") from None
-            raise ValueError(f"{path}, line {number}: not a {what} ({err})") from None
+            raise ValueError(f"{path}, line {number}: not a {what} ({err}); a complete line is never dropped, "
+                             f"so the file was left untouched") from None
         records.append(record)
     if tail:
-        if not records and not complete:
-            raise ValueError(f"{path}: no complete {what} line; is this a records file? It was left untouched")
-        dropped = f"a half-written last line ({len(tail)} bytes)"
-    if dropped:
-        warnings.warn(f"{path}: dropping {dropped}; that item will be redone")
+        if not _half_written(tail):
+            raise ValueError(f"{path}: the last line ({tail[:40]!r}) has no newline and is not the start of a "
+                             f"{what} cut short; is this a records file? It was left untouched")
+        warnings.warn(f"{path}: dropping a half-written last line ({len(tail)} bytes); that item will be redone")
         if repair:
             with open(path, "r+b") as handle:
                 handle.truncate(good_bytes)
                 handle.flush()
                 os.fsync(handle.fileno())
     return records
+
+
+def _half_written(tail: bytes) -> bool:
+    """Whether a last line without its newline is what a killed :func:`append_jsonl` leaves: the
+    start of a JSON object that does not parse (a complete line always ends in a newline)."""
+    if not tail.lstrip().startswith(b"{"):
+        return False
+    try:
+        json.loads(tail.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return True
+    return False

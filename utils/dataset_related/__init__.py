@@ -25,8 +25,8 @@ from utils.dataset_related.audioset_selection import (TARGET_CLASSES, default_bl
 from utils.dataset_related.corpus import SPLITS, BuildReport, clean_lyrics, stratified_split, write_split
 from utils.dataset_related.extract import (ExtractReport, extract_features, plot_feature, read_split_records,
                                           resolve_tokenizer)
-from utils.dataset_related.features import (AudioError, ast_features, find_audio, fit_clip, load_audio, load_clip,
-                                           load_features)
+from utils.dataset_related.features import (AudioError, ast_features, clip_window, cut_clip, find_audio, load_audio,
+                                           load_clip, load_features)
 from utils.dataset_related.fixtures import write_audioset_fixture, write_music4all_fixture, write_published_fixture
 from utils.dataset_related.music4all import DEFAULT_RULES_PATH, build_m4a, genre_class, load_genre_rules
 from utils.dataset_related.music4all_published import import_published_split
@@ -51,7 +51,7 @@ __all__ = [
     # fixtures
     "write_audioset_fixture", "write_music4all_fixture", "write_published_fixture",
     # model inputs
-    "AudioError", "ast_features", "find_audio", "fit_clip", "load_audio", "load_clip", "load_features",
+    "AudioError", "ast_features", "clip_window", "cut_clip", "find_audio", "load_audio", "load_clip", "load_features",
     "ExtractReport", "extract_features", "plot_feature", "read_split_records", "resolve_tokenizer",
     "TokenCache", "load_tokenizer", "train_tokenizer",
     "DataError", "SongDataset", "encode_labels", "read_split", "split_counts",

@@ -214,7 +214,7 @@ def write_wav_atomic(path: str | Path, wave: np.ndarray, sample_rate: int) -> Pa
     return path
 
 
-def wav_is_complete(path: str | Path, sample_rate: int, num_samples: int) -> bool:
+def wav_is_complete(path: str | Path, sample_rate: int, length: int) -> bool:
     """True when ``path`` is a readable mono wav with the expected rate and length."""
     import soundfile as sf
 
@@ -222,7 +222,7 @@ def wav_is_complete(path: str | Path, sample_rate: int, num_samples: int) -> boo
         info = sf.info(str(path))
     except Exception:  # noqa: BLE001 -- any unreadable file is "not complete"
         return False
-    return info.samplerate == sample_rate and info.frames == num_samples and info.channels == 1
+    return info.samplerate == sample_rate and info.frames == length and info.channels == 1
 
 
 def write_clip(source: str | Path, dest: str | Path, sample_rate: int, clip_seconds: float,

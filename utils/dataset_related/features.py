@@ -12,6 +12,7 @@ library's own.
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -82,30 +83,96 @@ def find_audio(audio_dir: str | Path, song_id: str) -> Path:
     )
 
 
-def fit_clip(waveform: np.ndarray, num_samples: int, *, name: str = "clip", pad: bool = False) -> np.ndarray:
-    """Cut a waveform to the first ``num_samples`` samples.
+def clip_window(file_length: int, clip_length: int, sample_rate: int,
+                start_seconds: float | None = 0.0) -> tuple[int, int]:
+    """Where the model's clip is cut from a file: ``(start, end)`` in samples, end exclusive.
 
-    A clip shorter than ``num_samples`` raises :class:`AudioError` naming it, unless
-    ``pad=True``, which zero-pads at the end.
+    Parameters
+    ----------
+    file_length : int
+        Length of the (resampled) file, samples.
+    clip_length : int
+        The model's input length, samples.
+    sample_rate : int
+        Hz of both.
+    start_seconds : float or None
+        Where the clip starts, seconds (default 0: the first ``clip_length``). ``None`` centres
+        the clip on the file's middle (``start = (file_length - clip_length) // 2``). A file
+        shorter than the clip always starts at 0.
+
+    Returns
+    -------
+    (int, int)
+        ``end - start == clip_length`` when the file is long enough; otherwise ``(0,
+        file_length)`` and the caller pads ``clip_length - file_length`` zeros.
+
+    Raises
+    ------
+    ValueError
+        A start that is negative or leaves less than a clip before the end of the file (or, for
+        a file shorter than the clip, is not 0).
+    """
+    if start_seconds is None:
+        start = max(0, (file_length - clip_length) // 2)
+    else:
+        latest = max(0, file_length - clip_length)
+        start = int(round(float(start_seconds) * sample_rate)) if np.isfinite(start_seconds) else -1
+        if start < 0 or start > latest:
+            raise ValueError(f"start {start_seconds}: the {clip_length / sample_rate:g} s clip must lie inside the "
+                             f"{file_length / sample_rate:.2f} s file; choose a start in [0, {latest / sample_rate:.2f}]")
+    return start, min(file_length, start + clip_length)
+
+
+def cut_clip(waveform: np.ndarray, length: int, sample_rate: int, start_seconds: float | None = 0.0, *,
+             name: str = "clip", pad: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
+    """The model's clip of a mono waveform: the project's one clip policy.
+
+    The window is :func:`clip_window` (default the first ``length`` samples). A waveform
+    shorter than ``length`` raises :class:`AudioError` naming ``name``, unless ``pad=True``:
+    then it is zero-padded at the end with a ``UserWarning`` naming it.
+
+    Parameters
+    ----------
+    waveform : np.ndarray, shape (samples,)
+        Mono audio at ``sample_rate``.
+    length : int
+        The model's input length, samples.
+    sample_rate : int
+        Hz.
+    start_seconds : float or None
+        Where the clip starts (:func:`clip_window`; None: centred).
+    name : str
+        How errors and warnings refer to the audio.
+    pad : bool
+        Zero-pad a short waveform instead of refusing it.
+
+    Returns
+    -------
+    (np.ndarray, (int, int))
+        The clip, shape (length,) float32, and its ``(start, end)`` window in ``waveform``.
     """
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim != 1:
         raise AudioError(f"{name}: expected a mono waveform (samples,), got shape {waveform.shape}")
-    if waveform.shape[0] >= num_samples:
-        return waveform[:num_samples]
-    if not pad:
-        raise AudioError(
-            f"{name}: clip has {waveform.shape[0]} samples, shorter than the model input of "
-            f"{num_samples} samples"
-        )
-    return np.pad(waveform, (0, num_samples - waveform.shape[0]))
+    start, end = clip_window(waveform.shape[0], length, sample_rate, start_seconds)
+    clip, missing = waveform[start:end], length - (end - start)
+    if missing and not pad:
+        raise AudioError(f"{name}: clip has {waveform.shape[0]} samples, shorter than the model input of "
+                         f"{length} samples")
+    if missing:
+        warnings.warn(f"{name} is {waveform.shape[0] / sample_rate:.2f} s long, shorter than the model's "
+                      f"{length / sample_rate:g} s input; padded with {missing / sample_rate:.2f} s of silence",
+                      UserWarning, stacklevel=3)
+        clip = np.pad(clip, (0, missing))
+    return np.ascontiguousarray(clip), (start, end)
 
 
-def load_clip(path: str | Path, audio_cfg: AudioConfig, *, name: str | None = None, pad: bool = False) -> np.ndarray:
-    """:func:`load_audio` then :func:`fit_clip` to the profile's clip length (samples)."""
+def load_clip(path: str | Path, audio_cfg: AudioConfig, *, name: str | None = None, pad: bool = False,
+              start_seconds: float | None = 0.0) -> np.ndarray:
+    """:func:`load_audio` then :func:`cut_clip` to the profile's clip, shape (clip_length,) float32."""
     waveform = load_audio(path, audio_cfg.sample_rate, name=name)
-    num_samples = int(round(audio_cfg.clip_seconds * audio_cfg.sample_rate))
-    return fit_clip(waveform, num_samples, name=name or str(path), pad=pad)
+    return cut_clip(waveform, audio_cfg.clip_length, audio_cfg.sample_rate, start_seconds,
+                    name=name or str(path), pad=pad)[0]
 
 
 # ---------------------------------------------------------------- AST features
@@ -133,9 +200,9 @@ def _mel_filters(num_mel_bins: int, sample_rate: int) -> np.ndarray:
     return mel_filters.astype(np.float32)
 
 
-def num_frames(num_samples: int) -> int:
-    """Number of 10 ms frames the AST front end produces for ``num_samples`` (no centring)."""
-    return max(0, 1 + (num_samples - FRAME_LENGTH) // HOP_LENGTH)
+def num_frames(length: int) -> int:
+    """Number of 10 ms frames the AST front end produces for ``length`` (no centring)."""
+    return max(0, 1 + (length - FRAME_LENGTH) // HOP_LENGTH)
 
 
 def frame_spectra(waveforms: torch.Tensor) -> torch.Tensor:

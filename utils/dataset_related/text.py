@@ -62,6 +62,20 @@ class TokenCache:
     def __len__(self) -> int:
         return len(self._cache)
 
+    def visible_chars(self, text: str) -> int | None:
+        """How many leading characters of ``text`` fit in the ``max_tokens`` window; None if all do.
+
+        Needs a fast tokenizer (character offsets); a slow one gives None (not checked).
+        """
+        if not getattr(self.tokenizer, "is_fast", False):
+            return None
+        encoded = self.tokenizer(text, truncation=True, max_length=self.max_tokens, return_offsets_mapping=True,
+                                 return_overflowing_tokens=False)
+        ends = [end for start, end in encoded["offset_mapping"] if end > start]
+        if len(self.tokenizer(text, truncation=False)["input_ids"]) <= self.max_tokens:
+            return None
+        return max(ends, default=0)
+
     @staticmethod
     def _key(text: str) -> str:
         return hashlib.sha1(text.encode("utf-8")).hexdigest()

@@ -5,8 +5,9 @@ What a notebook imports lives here; the modules behind it, one job each:
 * ``separation`` -- the ``Separator`` interface, ``OracleSeparator``, ``HPSSSeparator`` and
   ``CachedSeparator`` (each track separated once, kept on disk);
 * ``open_unmix`` -- ``OpenUnmixSeparator``, the paper's separator (needs ``openunmix``);
-* ``factorization`` -- a song's interpretable features: audio components
-  (``SourceSeparationSegments``, ``TimeSegments``) and lyrics (``WordFeatures``, ``LineFeatures``);
+* ``factorization`` -- a song's audio components (``SourceSeparationSegments``, ``TimeSegments``);
+* ``lyric_features`` -- its lyric features (``WordFeatures``, ``LineFeatures``), limited to the
+  model's token window;
 * ``sampling`` -- step 1: perturbation masks and the model's answers (i.i.d., antithetic, crossed);
 * ``surrogate`` -- step 2: lime's weighted ridge surrogate on plain arrays;
 * ``explainer`` -- ``explain``: sampling then surrogate, one ``Explanation``;
@@ -17,7 +18,7 @@ What a notebook imports lives here; the modules behind it, one job each:
 
 Runs (notebooks 09 and 10, the explain command, global runs):
 
-* ``song`` -- one song -> its clip (one clip policy) -> components -> an explanation;
+* ``song`` -- one song -> its clip (``cut_clip``, the one clip policy) -> components -> an explanation;
 * ``sanity`` -- the planted-cue check of local explanations;
 * ``planted`` -- the synthetic corpus's planted cues and where they land (local and global);
 * ``aggregate`` -- global measures W, C, I_LIME, I_AVG, I_H and modality / stem shares;
@@ -27,9 +28,9 @@ Runs (notebooks 09 and 10, the explain command, global runs):
 """
 # core: separation, factorization, explainer, explanation, predict
 from utils.musiclime.explainer import explain
-from utils.musiclime.explanation import MODALITIES, Explanation, Feature, SurrogateFit
-from utils.musiclime.factorization import (Factorization, LineFeatures, SourceSeparationSegments, TimeSegments,
-                                           WordFeatures, text_features)
+from utils.musiclime.explanation import MODES, Explanation, Feature, SurrogateFit
+from utils.musiclime.factorization import Factorization, SourceSeparationSegments, TimeSegments
+from utils.musiclime.lyric_features import LineFeatures, WordFeatures, text_features
 from utils.musiclime.open_unmix import OpenUnmixSeparator
 from utils.musiclime.predict import ModelPredictor, load_predictor
 from utils.musiclime.sampling import SAMPLING, Neighbourhood, sample_crossed_neighbourhood, sample_neighbourhood
@@ -38,7 +39,7 @@ from utils.musiclime.surrogate import fit_surrogate
 
 __all__ = [
     # core
-    "explain", "Explanation", "Feature", "SurrogateFit", "MODALITIES", "SAMPLING",
+    "explain", "Explanation", "Feature", "SurrogateFit", "MODES", "SAMPLING",
     "Factorization", "SourceSeparationSegments", "TimeSegments", "WordFeatures", "LineFeatures", "text_features",
     "Separator", "OracleSeparator", "HPSSSeparator", "OpenUnmixSeparator", "CachedSeparator",
     "ModelPredictor", "load_predictor",
@@ -50,17 +51,17 @@ __all__ = [
 # (and planted, records, global_explain)
 from utils.musiclime.aggregate import (accumulate, measures, merge_word_variants, modality_shares, read_measures,
                                        stem_shares, write_measures)
-from utils.musiclime.global_explain import KIND_MODALITIES, global_explain, run_global, select_songs
+from utils.musiclime.global_explain import KIND_MODES, global_explain, run_global, select_songs
 from utils.musiclime.planted import (compare_planted, cue_rank, describe_cues, describe_planted, example_songs,
                                      planted_cue_summary, planted_cues, song_planted_summary)
 from utils.musiclime.records import aggregate_records, load_records, merge_records
 from utils.musiclime.sanity import CUE_CHECKS, hit_rates, lyrics_ignored, plot_hit_rates, run_cue_checks
-from utils.musiclime.song import (SEPARATORS, SongClip, clip_window, compare_sampling, explain_song,
+from utils.musiclime.song import (SEPARATORS, SongClip, compare_sampling, explain_song,
                                   load_song_clip, make_separator, song_factorization, write_explanation)
 
 __all__ += [
     # song
-    "SEPARATORS", "SongClip", "clip_window", "load_song_clip", "make_separator", "song_factorization",
+    "SEPARATORS", "SongClip", "load_song_clip", "make_separator", "song_factorization",
     "explain_song", "compare_sampling", "write_explanation",
     # sanity and planted
     "CUE_CHECKS", "run_cue_checks", "hit_rates", "lyrics_ignored", "plot_hit_rates", "cue_rank", "describe_cues",
@@ -68,6 +69,6 @@ __all__ += [
     "describe_planted",
     # aggregate, records, global_explain
     "accumulate", "measures", "merge_word_variants", "modality_shares", "stem_shares", "write_measures",
-    "read_measures", "load_records", "merge_records", "aggregate_records", "KIND_MODALITIES", "select_songs",
+    "read_measures", "load_records", "merge_records", "aggregate_records", "KIND_MODES", "select_songs",
     "run_global", "global_explain",
 ]

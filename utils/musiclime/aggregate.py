@@ -76,7 +76,8 @@ def accumulate(records: Iterable[Mapping], positive_only: bool = True, label_key
     Parameters
     ----------
     records : iterable of dict
-        See the module docstring; needs ``id``, the ``label_key`` field and ``weights``.
+        See the module docstring; needs ``id``, the ``label_key`` field and ``weights``. Records
+        of skipped songs (a ``skipped`` key) are left out.
     positive_only : bool
         Keep only weights ``> 0`` (the authors' ``negative_components=False``).
     label_key : str
@@ -99,6 +100,8 @@ def accumulate(records: Iterable[Mapping], positive_only: bool = True, label_key
     counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for record in records:
         rid = record.get("id", "<no id>")
+        if "skipped" in record:          # a song a run skipped (--skip-bad): nothing to aggregate
+            continue
         if "weights" not in record or not isinstance(record["weights"], Mapping):
             raise ValueError(f"record {rid!r} has no 'weights' mapping")
         cls = explained_class(record, label_key)
@@ -210,12 +213,6 @@ def measures(W: Mapping[int, Mapping[str, float]], C: Mapping[int, Mapping[str, 
     return table[MEASURE_COLUMNS]
 
 
-def global_measures(records: Iterable[Mapping], class_names: Sequence[str], positive_only: bool = True,
-                    label_key: str = "label") -> pd.DataFrame:
-    """``measures(*accumulate(records, positive_only, label_key), class_names)``."""
-    return measures(*accumulate(records, positive_only=positive_only, label_key=label_key), class_names)
-
-
 def modality_shares(table: pd.DataFrame, value: str = "W") -> pd.DataFrame:
     """Share of each class's total ``value`` carried by audio and by lyric features.
 
@@ -258,7 +255,17 @@ def _row_shares(sums: pd.DataFrame, value: str) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- 4. the table as CSV
 def write_measures(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Save a measures table as CSV (creating the folder, written atomically); returns the path."""
+    """Save a measures table as CSV (creating the folder, written atomically); returns the path.
+
+    Refuses (``ValueError`` naming it) to replace a file that starts like JSON: a records file is
+    only ever rewritten by the record store.
+    """
+    target = Path(path)
+    if target.is_file():
+        with open(target, "rb") as handle:
+            if handle.read(64).lstrip().startswith((b"{", b"[")):
+                raise ValueError(f"{target} holds JSON (records?), not a measures table: it was left untouched; "
+                                 "choose another path for the measures CSV")
     with atomic_path(path) as part:
         table.to_csv(part, index=False)
     return Path(path)

@@ -81,7 +81,7 @@ class AuthorsLoop:
         self.timings["model"] += time.perf_counter() - middle
         return probabilities
 
-    def predictions(self, masks: np.ndarray, factorization, text_features, modality: str = "both") -> np.ndarray:
+    def predictions(self, masks: np.ndarray, factorization, text_features, mode: str = "both") -> np.ndarray:
         """Model probabilities for the neighbourhood ``masks`` (num_samples, columns), row by row."""
         components = list(factorization.components_matrix) if factorization is not None else []
         n_audio = len(components)
@@ -97,10 +97,10 @@ class AuthorsLoop:
 
         for row in masks:
             tick = time.perf_counter()
-            if modality == "both":
+            if mode == "both":
                 audios.append(compose(np.where(row[:n_audio] != 0)[0]))
                 texts.append(indexed.inverse_removing(np.where(row[n_audio:] == 0)[0]))
-            elif modality == "audio":
+            elif mode == "audio":
                 audios.append(compose(np.where(row != 0)[0]))
                 texts.append(indexed.inverse_removing(np.array([], dtype=int)) if indexed is not None else original)
             else:

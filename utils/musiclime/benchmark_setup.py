@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from utils.config import PROJECT_ROOT, STEMS, TASKS, Profile, get_profile
-from utils.musiclime.factorization import SourceSeparationSegments, WordFeatures
+from utils.musiclime.factorization import SourceSeparationSegments
+from utils.musiclime.lyric_features import WordFeatures
 
 
 @dataclasses.dataclass
@@ -49,7 +50,7 @@ def _tiled_factorization(corpus_dir: Path, song_id: str, profile: Profile) -> So
 
     waveform = load_audio(find_audio(corpus_dir / "audio", song_id), profile.audio.sample_rate, name=song_id)
     stems = OracleSeparator(corpus_dir).separate(waveform, profile.audio.sample_rate, track_id=song_id)
-    stems = {s: np.resize(stems[s], profile.clip_samples) for s in STEMS}
+    stems = {s: np.resize(stems[s], profile.clip_length) for s in STEMS}
     clip = sum(stems[s] for s in STEMS)
     return SourceSeparationSegments(clip, profile.audio.sample_rate, stems=stems, num_segments=profile.num_segments)
 

@@ -11,29 +11,57 @@ Two steps with lime's seam between them (``LimeBase.explain_instance_with_data``
 
 :func:`explain` does both and returns a :class:`utils.musiclime.explanation.Explanation`.
 
-Modes (``modality``): ``'both'`` -- columns are the audio components then the words;
+Modes (``mode``): ``'both'`` -- columns are the audio components then the words;
 ``'audio'`` -- audio columns only, lyrics intact; ``'lyrical'`` -- word columns only, audio
 intact (all components composed).
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from utils.musiclime.explanation import Explanation, Feature
-from utils.musiclime.factorization import Factorization, LineFeatures, WordFeatures, text_features as make_text_features
+from utils.musiclime.factorization import Factorization
+from utils.musiclime.lyric_features import LineFeatures, WordFeatures, text_features as make_text_features
 from utils.musiclime.sampling import SAMPLING, Neighbourhood, sample_crossed_neighbourhood, sample_neighbourhood
 from utils.musiclime.surrogate import KERNEL_WIDTH, NUM_FEATURES, check_labels, fit_surrogate
 
 
-def _text_features(lyrics: Any, unit: str) -> WordFeatures | LineFeatures | None:
+def _text_features(lyrics: Any, unit: str, predict_fn: Any, mode: str,
+                   words_past_window: str) -> WordFeatures | LineFeatures | None:
+    """Lyric features; words (lines) past the model's token window are left out unless ``'keep'``."""
+    if words_past_window not in ("exclude", "keep"):
+        raise ValueError(f"words_past_window must be 'exclude' or 'keep', got {words_past_window!r}")
     if lyrics is None or isinstance(lyrics, (WordFeatures, LineFeatures)):
         return lyrics
     if not isinstance(lyrics, str):
         raise TypeError(f"lyrics must be a str, WordFeatures/LineFeatures or None, got {type(lyrics).__name__}")
-    return make_text_features(lyrics, unit)
+    window = getattr(predict_fn, "visible_chars", None)
+    visible = window(lyrics) if callable(window) and mode != "audio" else None
+    features = make_text_features(lyrics, unit, visible)
+    if features.excluded:
+        kept = "left out of the features (kept intact)" if words_past_window == "exclude" else "kept as features"
+        warnings.warn(f"{len(features.excluded)} distinct {unit} of the lyrics lie past the model's token window "
+                      f"(it reads the first {visible} of {len(lyrics)} characters) and are never seen by it, e.g. "
+                      f"{features.excluded[:5]}; they are {kept} (words_past_window=...)", UserWarning, stacklevel=3)
+        if words_past_window == "keep":
+            features = make_text_features(lyrics, unit)
+    return features
+
+
+def _check_sizes(factorization, text, mode: str, num_samples: int, kernel_width: float) -> None:
+    """Refuse a kernel that weights nothing; warn when rows are fewer than the surrogate's columns."""
+    if not np.isfinite(kernel_width) or kernel_width <= 0:
+        raise ValueError(f"kernel_width must be a positive number, got {kernel_width!r}")
+    columns = (factorization.n_components if factorization is not None and mode != "lyrical" else 0) + \
+        (text.n_features if text is not None and mode != "audio" else 0)
+    if isinstance(num_samples, (int, np.integer)) and not isinstance(num_samples, bool) and num_samples < columns:
+        warnings.warn(f"num_samples={num_samples} rows for {columns} features: the surrogate has more unknowns than "
+                      "equations, and its weights are mostly the ridge penalty's; use num_samples well above "
+                      f"{columns}", UserWarning, stacklevel=3)
 
 
 def _check_label_options(labels, top_labels, sampling: str, class_names) -> None:
@@ -46,15 +74,15 @@ def _check_label_options(labels, top_labels, sampling: str, class_names) -> None
         raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
 
 
-def _sample(predict_fn, factorization, text, *, modality: str, sampling: str, crossed_masks, expected,
+def _sample(predict_fn, factorization, text, *, mode: str, sampling: str, crossed_masks, expected,
             **options) -> Neighbourhood:
     """The neighbourhood by the chosen design (``options``: num_samples, batch_size, seed, sample_rate, progress)."""
     if sampling != "crossed":
-        return sample_neighbourhood(predict_fn, factorization, text, modality=modality, expected_labels=expected,
+        return sample_neighbourhood(predict_fn, factorization, text, mode=mode, expected_labels=expected,
                                     antithetic=sampling == "antithetic", **options)
-    if modality != "both":
-        raise ValueError(f"sampling='crossed' crosses audio and lyric masks, so it needs modality='both' (got "
-                         f"{modality!r}; in one-modality modes the intact modality is already encoded once)")
+    if mode != "both":
+        raise ValueError(f"sampling='crossed' crosses audio and lyric masks, so it needs mode='both' (got "
+                         f"{mode!r}; in one-modality modes the intact modality is already encoded once)")
     if factorization is None or text is None:
         raise ValueError("sampling='crossed' needs both a factorization and lyrics")
     return sample_crossed_neighbourhood(predict_fn, factorization, text, num_samples=options["num_samples"],
@@ -84,7 +112,7 @@ def _settings(factorization, neighbourhood: Neighbourhood, *, num_samples, batch
         "kernel_width": float(kernel_width), "num_features": int(num_features),
         "feature_selection": feature_selection, "distance": "cosine",
         "sample_rate": None if factorization is None else int(factorization.sample_rate),
-        "num_samples_audio": None if factorization is None else int(factorization.num_samples),
+        "audio_length": None if factorization is None else int(factorization.length),
         "num_segments": getattr(factorization, "num_segments", None),
         "factorization": None if factorization is None else type(factorization).__name__,
         "separator": getattr(factorization, "separator_name", None),
@@ -110,11 +138,12 @@ def _features(factorization, text, neighbourhood: Neighbourhood) -> list[Feature
 
 def explain(predict_fn: Callable, factorization: Factorization | None,
             lyrics: str | WordFeatures | LineFeatures | None, *, sample_rate: int | None = None,
-            modality: str = "both", labels: Sequence[int] | None = None, top_labels: int | None = None,
+            mode: str = "both", labels: Sequence[int] | None = None, top_labels: int | None = None,
             num_samples: int = 1000, batch_size: int = 10, seed: int = 0,
             kernel_width: float = KERNEL_WIDTH, num_features: int = NUM_FEATURES, feature_selection: str = "auto",
             text_unit: str = "words", class_names: Sequence[str] | None = None, progress: bool = False,
-            sampling: str = "iid", crossed_masks: tuple[int, int] | None = None) -> Explanation:
+            sampling: str = "iid", crossed_masks: tuple[int, int] | None = None,
+            words_past_window: str = "exclude") -> Explanation:
     """Explain one song's prediction with MusicLIME.
 
     Parameters
@@ -129,7 +158,7 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
         The song's lyrics; None only in ``'audio'`` mode.
     sample_rate : int, optional
         The model's sample rate (Hz); required with a factorization, which must be at this rate.
-    modality : {'both', 'audio', 'lyrical'}
+    mode : {'both', 'audio', 'lyrical'}
     labels : sequence of int, optional
         Classes to explain; default the predicted class (argmax of the original), as the
         paper's global runs.
@@ -160,6 +189,15 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
     crossed_masks : (K_a, K_t), optional
         Crossed sampling's masks per modality (default ``num_samples // 10`` each, at least
         ``4 n + 1`` for a modality with ``n`` features, made odd).
+    words_past_window : {'exclude', 'keep'}
+        Lyric words (lines) wholly past the model's token window (``predict_fn.visible_chars``,
+        as :class:`utils.musiclime.predict.ModelPredictor` has) are never seen by the model:
+        by default they are left out of the features and kept intact in every row, with a
+        warning; ``'keep'`` keeps them as features (warning too).
+
+    Refused: a factorization at another rate than the model's or longer than its input
+    (:func:`utils.musiclime.sampling.check_audio_fits`), ``kernel_width <= 0``. Warned: fewer
+    rows than features.
 
     Returns
     -------
@@ -167,9 +205,10 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    text = _text_features(lyrics, text_unit)
+    text = _text_features(lyrics, text_unit, predict_fn, mode, words_past_window)
     _check_label_options(labels, top_labels, sampling, class_names)
-    neighbourhood = _sample(predict_fn, factorization, text, modality=modality, sampling=sampling,
+    _check_sizes(factorization, text, mode, num_samples, kernel_width)
+    neighbourhood = _sample(predict_fn, factorization, text, mode=mode, sampling=sampling,
                             crossed_masks=crossed_masks, expected=None if top_labels is not None else labels,
                             num_samples=num_samples, batch_size=batch_size, seed=seed, sample_rate=sample_rate,
                             progress=progress)
@@ -182,7 +221,7 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
     settings = _settings(factorization, neighbourhood, num_samples=num_samples, batch_size=batch_size, seed=seed,
                          kernel_width=kernel_width, num_features=num_features,
                          feature_selection=feature_selection, sampling=sampling)
-    return Explanation(_features(factorization, text, neighbourhood), fits, original, modality=modality,
+    return Explanation(_features(factorization, text, neighbourhood), fits, original, mode=mode,
                        lyrics=None if text is None else text.lyrics,
                        text_unit=text.unit if text is not None else text_unit,
                        class_names=None if class_names is None else list(class_names), settings=settings,

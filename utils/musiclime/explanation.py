@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from utils.config import MODALITIES, STEMS
+from utils.config import MODES, STEMS
 from utils.io import atomic_write
 from utils.plotting import plot_signed_bars, plot_weight_grid
 
@@ -88,7 +88,7 @@ class Explanation:
         One surrogate per explained label, in explanation order.
     probabilities : np.ndarray, shape (n_classes,)
         Model probabilities of the unperturbed input (neighbourhood row 0).
-    modality : str
+    mode : str
         ``'both'``, ``'audio'`` or ``'lyrical'``.
     lyrics : str, optional
         The lyrics explained (or kept intact).
@@ -104,11 +104,11 @@ class Explanation:
     """
 
     def __init__(self, features: list[Feature], fits: dict[int, SurrogateFit], probabilities: np.ndarray, *,
-                 modality: str, lyrics: str | None = None, text_unit: str = "words",
+                 mode: str, lyrics: str | None = None, text_unit: str = "words",
                  class_names: list[str] | None = None, settings: dict | None = None,
                  top_labels: list[int] | None = None, factorization: Any = None):
-        if modality not in MODALITIES:
-            raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not fits:
             raise ValueError("an explanation needs at least one fitted label")
         for label, fit in fits.items():
@@ -117,7 +117,7 @@ class Explanation:
         self.features = list(features)
         self.fits = dict(fits)
         self.probabilities = np.asarray(probabilities, dtype=np.float64)
-        self.modality = modality
+        self.mode = mode
         self.lyrics = lyrics
         self.text_unit = text_unit
         self.class_names = None if class_names is None else [str(c) for c in class_names]
@@ -211,7 +211,7 @@ class Explanation:
     def to_dict(self) -> dict:
         return {
             "format": FORMAT,
-            "modality": self.modality,
+            "mode": self.mode,
             "text_unit": self.text_unit,
             "lyrics": self.lyrics,
             "class_names": self.class_names,
@@ -248,7 +248,7 @@ class Explanation:
                                               np.asarray(f["weights"], dtype=np.float64),
                                               np.asarray(f["used"], dtype=bool), f["score"], f["local_prediction"])
                 for f in data["fits"]}
-        return cls(features, fits, np.asarray(data["probabilities"]), modality=data["modality"],
+        return cls(features, fits, np.asarray(data["probabilities"]), mode=data.get("mode", data.get("modality")),
                    lyrics=data["lyrics"], text_unit=data["text_unit"], class_names=data["class_names"],
                    settings=data["settings"], top_labels=data["top_labels"], factorization=factorization)
 
@@ -276,7 +276,7 @@ class Explanation:
             "probabilities": [float(p) for p in self.probabilities],
             "weights": {f.name: float(fit.weights[f.index]) for f in used},
             "modality": {f.name: f.modality for f in used},
-            "settings": {**self.settings, "modality": self.modality, "text_unit": self.text_unit,
+            "settings": {**self.settings, "mode": self.mode, "text_unit": self.text_unit,
                          "class_names": self.class_names, "label_name": self.label_name(fit.label)},
         }
 
@@ -289,7 +289,7 @@ class Explanation:
         """
         audio = self.audio_features
         if not audio:
-            raise ValueError(f"this explanation (modality {self.modality!r}) has no audio features")
+            raise ValueError(f"this explanation (mode {self.mode!r}) has no audio features")
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
         top = np.zeros(len(audio), dtype=np.float32)
@@ -320,7 +320,7 @@ class Explanation:
         ``|weight| / max |weight|`` over the lyric features; text is HTML-escaped and the
         weight is in each span's ``title``. Unweighted text (audio-only mode) is plain.
         """
-        from utils.musiclime.factorization import text_features
+        from utils.musiclime.lyric_features import text_features
 
         if self.lyrics is None:
             return "<div></div>"
@@ -348,7 +348,7 @@ class Explanation:
         """Audio weights as ``(rows, segments)``: rows are stems (or ``['mix']`` for time-only segments)."""
         audio = self.audio_features
         if not audio:
-            raise ValueError(f"this explanation (modality {self.modality!r}) has no audio features")
+            raise ValueError(f"this explanation (mode {self.mode!r}) has no audio features")
         fit = self.fit(label)
         stems = [s for s in STEMS if any(f.stem == s for f in audio)] or ["mix"]
         segments = 1 + max(f.segment for f in audio)
@@ -370,5 +370,5 @@ class Explanation:
                                 f"top {len(rows)} features for '{self.label_name(self.fit(label).label)}'", save_path)
 
     def __repr__(self) -> str:
-        return (f"Explanation(modality={self.modality!r}, features={len(self.features)}, labels={self.labels}, "
+        return (f"Explanation(mode={self.mode!r}, features={len(self.features)}, labels={self.labels}, "
                 f"settings={self.settings})")

@@ -1,4 +1,4 @@
-"""Interpretable features of one song: audio factorizations and lyric features.
+"""Interpretable features of one song's audio: factorizations (lyrics: :mod:`utils.musiclime.lyric_features`).
 
 Audio follows audioLIME's design: a :class:`Factorization` holds the components of one clip
 and composes model inputs from a selection of them. Here the verb is batched:
@@ -16,11 +16,6 @@ do): a clip of ``N`` samples with ``K`` segments has segments of ``N // K`` samp
 composed waveform has ``K * (N // K)`` samples -- the first ``K * (N // K)`` samples of the
 clip (``Factorization.waveform``). Composing all components reproduces that truncated clip;
 composing none gives silence.
-
-Lyrics follow lime's text explainer: :class:`WordFeatures` wraps
-``lime.lime_text.IndexedString`` (split on ``r'\\W+'``, bag of words: one feature per distinct
-word, switching it off removes every occurrence); :class:`LineFeatures` has one feature per
-distinct lyric line. Both compose texts from masks: ``compose(masks) -> list[str]``.
 """
 from __future__ import annotations
 
@@ -59,15 +54,15 @@ def check_masks(masks: Any, n_columns: int, name: str = "masks", binary: bool = 
     return array
 
 
-def segment_bounds(num_samples: int, num_segments: int) -> list[tuple[int, int]]:
-    """Equal segments ``[(start, end), ...]`` in samples; trailing ``num_samples % num_segments`` dropped."""
+def segment_bounds(length: int, num_segments: int) -> list[tuple[int, int]]:
+    """Equal segments ``[(start, end), ...]`` in samples; trailing ``length % num_segments`` dropped."""
     if isinstance(num_segments, bool) or not isinstance(num_segments, (int, np.integer)):
         raise TypeError(f"num_segments must be an int, got {type(num_segments).__name__}")
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
-    segment_len = int(num_samples) // int(num_segments)
+    segment_len = int(length) // int(num_segments)
     if segment_len == 0:
-        raise ValueError(f"waveform has {num_samples} samples, fewer than num_segments={num_segments}; "
+        raise ValueError(f"waveform has {length} samples, fewer than num_segments={num_segments}; "
                          "use a longer clip or fewer segments")
     return [(k * segment_len, (k + 1) * segment_len) for k in range(int(num_segments))]
 
@@ -158,7 +153,7 @@ class Factorization:
         return self._matrix.shape[0]
 
     @property
-    def num_samples(self) -> int:
+    def length(self) -> int:
         """Length of every composed waveform (samples)."""
         return self._matrix.shape[1]
 
@@ -188,7 +183,7 @@ class Factorization:
         return check_masks(masks, self.n_components) @ self._matrix
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(n_components={self.n_components}, samples={self.num_samples}, "
+        return (f"{type(self).__name__}(n_components={self.n_components}, length={self.length}, "
                 f"sample_rate={self.sample_rate})")
 
 
@@ -261,7 +256,7 @@ class SourceSeparationSegments(Factorization):
         truncated = waveform[:explained]
         super().__init__(matrix, components, sample_rate, truncated)
         self.num_segments = len(bounds)
-        self.segment_samples = bounds[0][1]
+        self.segment_length = bounds[0][1]
         self.separator_name = separator_name
         self.stems = {s: _read_only(stems[s][:explained]) for s in STEMS}
         self.reconstruction_error = float(np.max(np.abs(sum(self.stems[s] for s in STEMS) - truncated)))
@@ -291,107 +286,5 @@ class TimeSegments(Factorization):
             components.append(AudioComponent(segment, f"segment{segment}", None, segment, start, end, sample_rate))
         super().__init__(matrix, components, sample_rate, waveform[:explained])
         self.num_segments = len(bounds)
-        self.segment_samples = bounds[0][1]
+        self.segment_length = bounds[0][1]
         self.separator_name = None
-
-
-# ---------------------------------------------------------------- lyrics
-class WordFeatures:
-    """One feature per distinct word, exactly as lime's text explainer (and the paper).
-
-    Wraps ``lime.lime_text.IndexedString(lyrics, split_expression=r'\\W+', bow=True)``:
-    removing a word removes every occurrence and keeps the separators around it.
-
-    Parameters
-    ----------
-    lyrics : str
-        Lines separated by ``"\\n"``.
-    """
-
-    unit = "words"
-
-    def __init__(self, lyrics: str):
-        from lime.lime_text import IndexedString
-
-        if not isinstance(lyrics, str):
-            raise TypeError(f"lyrics must be a str, got {type(lyrics).__name__}")
-        self.lyrics = lyrics
-        self.indexed_string = IndexedString(lyrics, split_expression=r"\W+", bow=True)
-
-    @property
-    def names(self) -> list[str]:
-        return [str(word) for word in self.indexed_string.inverse_vocab]
-
-    @property
-    def n_features(self) -> int:
-        return self.indexed_string.num_words()
-
-    def compose(self, masks: Any) -> list[str]:
-        """Texts for 0/1 ``masks`` of shape ``(n_rows, n_features)``: words with 0 are removed."""
-        masks = check_masks(masks, self.n_features, binary=True)
-        return [self.indexed_string.inverse_removing(np.flatnonzero(row == 0)) for row in masks]
-
-    def spans(self) -> list[tuple[str, int | None]]:
-        """The lyrics as consecutive ``(text, feature index or None)`` pieces (for rendering)."""
-        owner: dict[int, int] = {}
-        for feature, positions in enumerate(self.indexed_string.positions):
-            for position in positions:
-                owner[int(position)] = feature
-        return [(str(piece), owner.get(i)) for i, piece in enumerate(self.indexed_string.as_list)]
-
-
-class LineFeatures:
-    """One feature per distinct non-blank lyric line; switching it off drops every occurrence.
-
-    Lines are compared after stripping surrounding whitespace (a repeated chorus line is
-    one feature); blank lines are kept as they are.
-    """
-
-    unit = "lines"
-
-    def __init__(self, lyrics: str):
-        if not isinstance(lyrics, str):
-            raise TypeError(f"lyrics must be a str, got {type(lyrics).__name__}")
-        self.lyrics = lyrics
-        self.lines = lyrics.split("\n")
-        vocabulary: dict[str, int] = {}
-        self.line_feature: list[int | None] = []
-        for line in self.lines:
-            key = line.strip()
-            if not key:
-                self.line_feature.append(None)
-                continue
-            self.line_feature.append(vocabulary.setdefault(key, len(vocabulary)))
-        self._names = list(vocabulary)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._names)
-
-    @property
-    def n_features(self) -> int:
-        return len(self._names)
-
-    def compose(self, masks: Any) -> list[str]:
-        """Texts for 0/1 ``masks`` of shape ``(n_rows, n_features)``: lines with 0 are dropped."""
-        masks = check_masks(masks, self.n_features, binary=True)
-        return ["\n".join(line for line, f in zip(self.lines, self.line_feature) if f is None or row[f] == 1)
-                for row in masks]
-
-    def spans(self) -> list[tuple[str, int | None]]:
-        pieces: list[tuple[str, int | None]] = []
-        for i, (line, feature) in enumerate(zip(self.lines, self.line_feature)):
-            pieces.append((line, feature))
-            if i < len(self.lines) - 1:
-                pieces.append(("\n", None))
-        return pieces
-
-
-TEXT_UNITS = {"words": WordFeatures, "lines": LineFeatures}
-
-
-def text_features(lyrics: str, unit: str = "words") -> WordFeatures | LineFeatures:
-    """Lyric features of ``lyrics`` by ``unit`` (``'words'``, the paper's, or ``'lines'``)."""
-    if unit not in TEXT_UNITS:
-        raise ValueError(f"unit must be one of {sorted(TEXT_UNITS)}, got {unit!r}")
-    return TEXT_UNITS[unit](lyrics)

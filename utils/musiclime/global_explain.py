@@ -22,7 +22,6 @@ explanation does not depend on which shard or position it ran in: sharded == uns
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -33,8 +32,8 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from utils.config import KIND_MODALITIES, LABEL_COLUMNS, MODEL_KINDS, SEPARATORS, TASKS, Profile
-from utils.io import json_default
+from utils.config import KIND_MODES, LABEL_COLUMNS, MODEL_KINDS, SEPARATORS, TASKS, Profile
+from utils.io import exclusive, file_sha256, json_default
 from utils.musiclime.sampling import SAMPLING
 from utils.musiclime.records import append_record, load_records, settings_conflict
 from utils.musiclime.song import explain_song, make_separator
@@ -78,7 +77,7 @@ def song_seed(seed: int, song_id: str) -> int:
 
 # ---------------------------------------------------------------- 2. one song
 def song_record(predictor, corpus_dir: str | os.PathLike, item: Mapping, profile: Profile, *, separator,
-                task: str, modality: str, num_samples: int, seed: int, batch_size: int = 250,
+                task: str, mode: str, num_samples: int, seed: int, batch_size: int = 250,
                 sampling: str = "iid") -> dict:
     """Explain one song's predicted class (:func:`utils.musiclime.song.explain_song`); returns its record.
 
@@ -90,7 +89,7 @@ def song_record(predictor, corpus_dir: str | os.PathLike, item: Mapping, profile
     class_names = list(TASKS[task])
     seed_used = song_seed(seed, song_id)
     try:
-        explanation = explain_song(predictor, corpus_dir, item, profile, separator=separator, modality=modality,
+        explanation = explain_song(predictor, corpus_dir, item, profile, separator=separator, mode=mode,
                                    num_samples=num_samples, batch_size=batch_size, seed=seed_used,
                                    sampling=sampling, class_names=class_names)
     except (ValueError, TypeError) as error:
@@ -138,7 +137,7 @@ def _item_id(item, position: int) -> str:
 
 def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping],
                records_path: str | os.PathLike, shard: str | tuple[int, int] | None = None,
-               settings: Mapping | None = None, progress: bool = True) -> list[dict]:
+               settings: Mapping | None = None, progress: bool = True, skip_bad: bool = False) -> list[dict]:
     """Explain every item of this shard once, appending one record per song; resumable.
 
     Parameters
@@ -160,22 +159,40 @@ def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping
         Resuming with settings that differ from those already in the file raises ``ValueError``.
     progress : bool
         Show a tqdm bar (with ETA) over this shard's songs.
+    skip_bad : bool
+        A song whose ``explain_fn`` raises one of :data:`SKIPPABLE` gets the record ``{"id",
+        "skipped": reason, "settings"}`` and the run goes on (a warning gives the count at the
+        end; the aggregate leaves skipped songs out; a rerun does not retry them). Default: the
+        error stops the run (it names the song).
+
+    The file is locked (:func:`utils.io.exclusive`) for the whole run: a second process writing
+    the same records file is refused with :class:`utils.io.BusyError`.
 
     Returns
     -------
     list of dict
         This shard's records in ``items`` order (earlier runs' records included).
     """
-    from tqdm.auto import tqdm
-
     k, n = parse_shard(shard)
     settings = dict(settings or {})
     records_path = Path(records_path)
     records_path.parent.mkdir(parents=True, exist_ok=True)
-    done = {r["id"]: r for r in load_records(records_path, repair=True)}
-    conflict = settings_conflict(done.values(), settings)
-    if conflict:
-        raise ValueError(f"{records_path}: {conflict}; use another records file")
+    mine = _shard_items(items, k, n)
+    with exclusive(records_path):
+        done = {r["id"]: r for r in load_records(records_path, repair=True)}
+        conflict = settings_conflict(done.values(), settings)
+        if conflict:
+            raise ValueError(f"{records_path}: {conflict}; use another records file")
+        _explain_missing(mine, done, explain_fn, records_path, settings, skip_bad, f"shard {k}/{n}", progress)
+    skipped = [song_id for song_id, _ in mine if "skipped" in done[song_id]]
+    if skipped:
+        warnings.warn(f"{records_path}: {len(skipped)} of {len(mine)} songs skipped (unreadable), e.g. "
+                      f"{skipped[:3]}; their reasons are in the records (key 'skipped'), and the aggregate leaves "
+                      "them out")
+    return [done[song_id] for song_id, _ in mine]
+
+
+def _shard_items(items: Iterable[Mapping], k: int, n: int) -> list[tuple[str, Mapping]]:
     mine: list[tuple[str, Mapping]] = []
     seen: set[str] = set()
     for position, item in enumerate(items):
@@ -185,14 +202,31 @@ def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping
         seen.add(song_id)
         if shard_of(song_id, n) == k:
             mine.append((song_id, item))
+    return mine
+
+
+SKIPPABLE = (ValueError, TypeError, OSError)
+"""What ``skip_bad`` skips: unreadable or unusable audio / lyrics (AudioError is a ValueError,
+a missing file an OSError). Anything else (out of memory, a bug) still stops the run."""
+
+
+def _explain_missing(mine, done: dict, explain_fn, records_path: Path, settings: dict, skip_bad: bool,
+                     desc: str, progress: bool) -> None:
+    """Explain the songs of ``mine`` not in ``done``, appending each record (and adding it to ``done``)."""
+    from tqdm.auto import tqdm
+
     already = sum(song_id in done for song_id, _ in mine)
-    bar = tqdm(total=len(mine), initial=already, desc=f"global run, shard {k}/{n}", unit="song",
-               disable=not progress)
-    try:
+    with tqdm(total=len(mine), initial=already, desc=f"global run, {desc}", unit="song",
+              disable=not progress) as bar:
         for song_id, item in mine:
             if song_id in done:
                 continue
-            record = dict(explain_fn(item))
+            try:
+                record = dict(explain_fn(item))
+            except SKIPPABLE as error:
+                if not skip_bad:
+                    raise
+                record = {"id": song_id, "skipped": f"{type(error).__name__}: {error}"[:500]}
             record.setdefault("id", song_id)
             if record["id"] != song_id:
                 raise ValueError(f"explain_fn returned id {record['id']!r} for item {song_id!r}")
@@ -203,38 +237,26 @@ def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping
             append_record(records_path, record)
             done[song_id] = record
             bar.update(1)
-    finally:
-        bar.close()
-    return [done[song_id] for song_id, _ in mine]
 
 
 # ---------------------------------------------------------------- 4. one model's run
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def run_settings(profile: Profile, task: str, kind: str, modality: str, split: str, num_samples: int, seed: int,
+def run_settings(profile: Profile, task: str, kind: str, mode: str, split: str, num_samples: int, seed: int,
                  separator: str | None, model_sha256: str | None = None, sampling: str = "iid") -> dict:
     """The settings stored in every record of a run (a resume must match them)."""
-    return {"profile": profile.name, "task": task, "kind": kind, "modality": modality, "split": split,
+    return {"profile": profile.name, "task": task, "kind": kind, "mode": mode, "split": split,
             "num_samples": int(num_samples), "seed": int(seed), "sampling": sampling,
             "separator": None if kind == "lyrics" else separator,
             "num_segments": None if kind == "lyrics" else int(profile.num_segments),
             "model_sha256": model_sha256}
 
 
-def global_explain(profile: Profile, task: str, kind: str, modality: str, records_path: str | os.PathLike, *,
+def global_explain(profile: Profile, task: str, kind: str, mode: str, records_path: str | os.PathLike, *,
                    split: str = "test", corpus_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None,
                    num_samples: int | None = None, seed: int = 0, batch_size: int = 250,
                    separator: str | None = None, shard: str | tuple[int, int] | None = None,
                    songs_per_class: int | None = None, limit: int | None = None, predictor=None,
                    on_mismatch: str = "raise", num_threads: int | None = None, progress: bool = True,
-                   sampling: str = "iid") -> Path:
+                   sampling: str = "iid", skip_bad: bool = False) -> Path:
     """Explain every selected song of ``split`` with MusicLIME into ``records_path``; resumable.
 
     Parameters
@@ -244,8 +266,8 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
     task : {'genre', 'emotion'}
     kind : {'multimodal', 'audio', 'lyrics'}
         The model explained (``run_dir/task/kind/best``).
-    modality : {'both', 'audio', 'lyrical'}
-        Explainer mode; a unimodal model only supports its own modality.
+    mode : {'both', 'audio', 'lyrical'}
+        Explainer mode; a unimodal model only supports the mode of its own input.
     records_path : path
         JSON-lines record store (one record per song; created, or resumed when it exists).
     split : str
@@ -284,6 +306,8 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
         Neighbourhood design (:func:`utils.musiclime.explainer.explain`): ``'iid'`` the paper's;
         ``'antithetic'`` any model, same cost, less noise; ``'crossed'`` the multimodal model in
         ``'both'`` mode only, a tenth of the encoder passes. Stored in the settings.
+    skip_bad : bool
+        Skip (and record, :func:`run_global`) a song that cannot be explained, instead of stopping.
 
     Returns
     -------
@@ -292,14 +316,14 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
     """
     from utils.dataset_related.splits import read_split
 
-    _check_run(task, kind, modality, sampling, on_mismatch)
+    _check_run(task, kind, mode, sampling, on_mismatch)
     separator = separator or profile.separator
     if separator not in SEPARATORS:
         raise ValueError(f"separator must be one of {SEPARATORS}, got {separator!r}")
     num_samples = int(num_samples or profile.explain_samples)
     corpus_dir, records_path = Path(corpus_dir), Path(records_path)
     predictor, model_sha256 = _run_predictor(predictor, run_dir, task, kind, profile, corpus_dir)
-    settings = run_settings(profile, task, kind, modality, split, num_samples, seed, separator, model_sha256,
+    settings = run_settings(profile, task, kind, mode, split, num_samples, seed, separator, model_sha256,
                             sampling)
     _resumable(records_path, settings, on_mismatch)
     songs = select_songs(read_split(corpus_dir, split), task, songs_per_class, limit)
@@ -308,7 +332,7 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
 
     def explain_fn(item: Mapping) -> dict:
         return song_record(predictor, corpus_dir, item, profile, separator=audio_separator, task=task,
-                           modality=modality, num_samples=num_samples, seed=seed, batch_size=batch_size,
+                           mode=mode, num_samples=num_samples, seed=seed, batch_size=batch_size,
                            sampling=sampling)
 
     import torch
@@ -318,27 +342,27 @@ def global_explain(profile: Profile, task: str, kind: str, modality: str, record
         torch.set_num_threads(int(num_threads))
     try:
         run_global(songs.to_dict("records"), explain_fn, records_path, shard=shard, settings=settings,
-                   progress=progress)
+                   progress=progress, skip_bad=skip_bad)
     finally:
         torch.set_num_threads(threads_before)
     records_path.touch(exist_ok=True)        # an empty shard still leaves a (mergeable) file
     return records_path
 
 
-def _check_run(task: str, kind: str, modality: str, sampling: str, on_mismatch: str) -> None:
+def _check_run(task: str, kind: str, mode: str, sampling: str, on_mismatch: str) -> None:
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
     if kind not in MODEL_KINDS:
         raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
-    if modality not in KIND_MODALITIES[kind]:
-        raise ValueError(f"a {kind} model can be explained with modality {KIND_MODALITIES[kind]}, not {modality!r}")
+    if mode not in KIND_MODES[kind]:
+        raise ValueError(f"a {kind} model can be explained in mode {KIND_MODES[kind]}, not {mode!r}")
     if on_mismatch not in ("raise", "replace"):
         raise ValueError(f"on_mismatch must be 'raise' or 'replace', got {on_mismatch!r}")
     if sampling not in SAMPLING:
         raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
-    if sampling == "crossed" and (kind != "multimodal" or modality != "both"):
+    if sampling == "crossed" and (kind != "multimodal" or mode != "both"):
         raise ValueError(f"sampling='crossed' needs the late-fusion multimodal model in 'both' mode, not the {kind} "
-                         f"model in {modality!r} mode; use 'iid' or 'antithetic'")
+                         f"model in {mode!r} mode; use 'iid' or 'antithetic'")
 
 
 def _run_predictor(predictor, run_dir, task: str, kind: str, profile: Profile, corpus_dir: Path):

@@ -115,13 +115,11 @@ def compose_texts(text_features, masks: np.ndarray) -> list[str]:
     and each row joined with ``itertools.compress`` -- the same strings (tests/test_speed.py).
     """
     indexed = getattr(text_features, "indexed_string", None)
-    if indexed is None or not getattr(indexed, "bow", False) or not hasattr(indexed, "positions"):
+    if indexed is None or not callable(getattr(text_features, "piece_owner", None)):
         return text_features.compose(masks)
     n_features = text_features.n_features
     masks = check_masks(masks, n_features, binary=True)
-    owner = np.full(len(indexed.as_list), n_features)                     # separators: the ones column
-    for word, positions in enumerate(indexed.positions):
-        owner[positions] = word
+    owner = text_features.piece_owner()                   # separators and words kept intact: the ones column
     keep = np.concatenate([masks, np.ones((len(masks), 1), masks.dtype)], axis=1)[:, owner] != 0
     pieces = indexed.as_list
     return ["".join(itertools.compress(pieces, row)) for row in keep.tolist()]

@@ -23,7 +23,7 @@ import pandas as pd
 
 from utils.config import TASKS
 from utils.musiclime.aggregate import AUDIO_FEATURE, parse_feature
-from utils.config import MODALITIES
+from utils.config import MODES
 from utils.musiclime.explanation import Explanation
 
 TOP_K = 3
@@ -135,8 +135,8 @@ def modality_margin(explanation: Explanation, label: int | None = None) -> dict:
     lyric = [abs(r["weight"]) for r in rows if r["modality"] == "lyrics"]
     audio = [r["weight"] for r in rows if r["modality"] == "audio"]
     if not lyric or not audio:
-        raise ValueError(f"modality_margin needs an explanation of both modalities, got modality "
-                         f"{explanation.modality!r}")
+        raise ValueError(f"modality_margin needs an explanation of both modalities, got mode "
+                         f"{explanation.mode!r}")
     max_lyric, best_audio = float(max(lyric)), float(max(audio))
     return {"max_abs_lyric_weight": max_lyric, "best_audio_weight": best_audio,
             "lyrics_ignored": bool(max_lyric < best_audio)}
@@ -177,21 +177,21 @@ def planted_cues(metadata: Mapping[str, Mapping], task: str = "genre") -> dict[s
     return planted
 
 
-def _of_modality(features: Iterable[str], modality: str) -> set[str]:
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
-    keep = {"both": ("audio", "lyrics"), "audio": ("audio",), "lyrical": ("lyrics",)}[modality]
+def _in_mode(features: Iterable[str], mode: str) -> set[str]:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    keep = {"both": ("audio", "lyrics"), "audio": ("audio",), "lyrical": ("lyrics",)}[mode]
     return {f for f in features if parse_feature(f)[0] in keep}
 
 
 def planted_cue_summary(table: pd.DataFrame, planted: Mapping[str, Iterable[str]], value: str = "I_AVG",
-                        ks: Sequence[int] = (1, 3), modality: str = "both",
+                        ks: Sequence[int] = (1, 3), mode: str = "both",
                         records: Iterable[Mapping] | None = None) -> pd.DataFrame:
     """Per class: is a planted cue among the class's top-k features of the global ranking?
 
     Each class's features are ranked by ``value`` (descending, ties by name, as
     :func:`utils.results.figures.top_features`). A class counts as a hit at ``k`` when any of its
-    planted features (restricted to the run's ``modality``) is in its top ``k``.
+    planted features (restricted to the run's ``mode``) is in its top ``k``.
 
     Parameters
     ----------
@@ -209,7 +209,7 @@ def planted_cue_summary(table: pd.DataFrame, planted: Mapping[str, Iterable[str]
         with 5-8 songs per class, heavy music's ``drums6`` ranks 4th-10th by ``I_H``, 1st by ``I_AVG``).
     ks : sequence of int
         The ``k`` of the ``in_top<k>`` columns.
-    modality : {'both', 'audio', 'lyrical'}
+    mode : {'both', 'audio', 'lyrical'}
         The run's explainer mode: only planted features of its modalities count.
     records : iterable of dict, optional
         The run's records; when given, a ``songs`` column counts the songs explained as each
@@ -218,7 +218,7 @@ def planted_cue_summary(table: pd.DataFrame, planted: Mapping[str, Iterable[str]
     Returns
     -------
     DataFrame
-        One row per class with a planted cue in this modality (class order), then a row
+        One row per class with a planted cue in this mode (class order), then a row
         ``'overall'``. Columns: ``class``, ``planted`` (comma-joined), [``songs``],
         ``top_feature`` (rank 1), ``best_planted``, ``best_rank`` (1-based rank of the best
         planted feature, NaN if none was kept), ``in_top<k>`` (1.0 / 0.0; NaN when no song was
@@ -240,7 +240,7 @@ def planted_cue_summary(table: pd.DataFrame, planted: Mapping[str, Iterable[str]
         counts = {name: labels.count(i) for i, name in enumerate(names)}
     rows = []
     for cls in names:
-        cues = _of_modality(planted.get(cls, ()), modality)
+        cues = _in_mode(planted.get(cls, ()), mode)
         if not cues:
             continue
         ranked = table[table["class"] == cls].sort_values([value, "feature"], ascending=[False, True], kind="stable")
@@ -257,7 +257,7 @@ def planted_cue_summary(table: pd.DataFrame, planted: Mapping[str, Iterable[str]
             row[f"in_top{k}"] = np.nan if not features else float(bool(ranks) and min(ranks) <= k)
         rows.append(row)
     if not rows:
-        raise ValueError(f"no class has a planted cue in modality {modality!r}")
+        raise ValueError(f"no class has a planted cue in mode {mode!r}")
     summary = pd.DataFrame(rows)
     overall: dict[str, Any] = {"class": "overall", "planted": "",
                                **({"songs": int(summary["songs"].sum())} if counts is not None else {}),
@@ -268,12 +268,12 @@ def planted_cue_summary(table: pd.DataFrame, planted: Mapping[str, Iterable[str]
 
 
 def song_planted_summary(records: Iterable[Mapping], metadata: Mapping[str, Mapping], class_names: Sequence[str],
-                         task: str = "genre", ks: Sequence[int] = (1, 3), modality: str = "both") -> pd.DataFrame:
+                         task: str = "genre", ks: Sequence[int] = (1, 3), mode: str = "both") -> pd.DataFrame:
     """Per song instead of per class: how often a correctly predicted song's own planted cue is
     among its top-k positive local features.
 
     Only songs explained as their true class count (an explanation of a wrong class has no
-    reason to point at the true class's cue), and only cues of the run's ``modality``. Words
+    reason to point at the true class's cue), and only cues of the run's ``mode``. Words
     are compared lowercase.
 
     Returns
@@ -292,7 +292,7 @@ def song_planted_summary(records: Iterable[Mapping], metadata: Mapping[str, Mapp
         true_name = meta.get("genre" if task == "genre" else "emotion")
         if true_name not in class_names or record.get("label") != class_names.index(true_name):
             continue
-        cues = _of_modality(planted_cues({record["id"]: meta}, task).get(true_name, ()), modality)
+        cues = _in_mode(planted_cues({record["id"]: meta}, task).get(true_name, ()), mode)
         if not cues:
             continue
         positive = sorted(((w, n) for n, w in record["weights"].items() if w > 0), key=lambda p: (-p[0], p[1]))
@@ -315,7 +315,7 @@ def compare_planted(runs: Mapping[str, tuple[pd.DataFrame, Sequence[Mapping], st
     Parameters
     ----------
     runs : dict
-        run name -> (measures table, its records, explainer modality).
+        run name -> (measures table, its records, explainer mode).
     planted : dict
         class -> planted features (:func:`planted_cues`).
     values : ranking measures to compare.
@@ -326,9 +326,9 @@ def compare_planted(runs: Mapping[str, tuple[pd.DataFrame, Sequence[Mapping], st
         Columns ``run``, ``value`` and the summary's columns, one block per (run, value).
     """
     blocks = []
-    for name, (table, records, modality) in runs.items():
+    for name, (table, records, mode) in runs.items():
         for value in values:
-            summary = planted_cue_summary(table, planted, value=value, ks=ks, modality=modality, records=records)
+            summary = planted_cue_summary(table, planted, value=value, ks=ks, mode=mode, records=records)
             blocks.append(summary.assign(run=name, value=value))
     frame = pd.concat(blocks, ignore_index=True)
     return frame[["run", "value"] + [c for c in frame.columns if c not in ("run", "value")]]

@@ -101,6 +101,23 @@ class ModelPredictor:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
         self.chunk_size = int(chunk_size)
 
+    # ------------------------------------------------------------ what the model takes
+    @property
+    def sample_rate(self) -> int:
+        """The audio rate the model expects, Hz (checked against a factorization's)."""
+        return int(self.profile.audio.sample_rate)
+
+    @property
+    def clip_length(self) -> int:
+        """The model's audio input, samples; a longer factorization is refused."""
+        return int(self.profile.clip_length)
+
+    def visible_chars(self, lyrics: str) -> int | None:
+        """Leading characters of ``lyrics`` inside the token window (None: all of them, or no lyrics model)."""
+        if self.kind == "audio" or self.tokens is None:
+            return None
+        return self.tokens.visible_chars(lyrics)
+
     # ------------------------------------------------------------ bookkeeping
     def reset_counters(self) -> None:
         """Zero ``calls`` and ``timings``."""

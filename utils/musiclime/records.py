@@ -91,7 +91,7 @@ def settings_conflict(records: Iterable[Mapping], settings: Mapping) -> str | No
     (:data:`SETTINGS_DEFAULTS`).
     """
     for record in records:
-        stored = {**SETTINGS_DEFAULTS, **(record.get("settings") or {})}
+        stored = _normalised_settings(record)
         for key, value in settings.items():
             if key in stored and stored[key] != json.loads(json.dumps(value, default=json_default)):
                 return f"record {record['id']!r} was made with {key}={stored[key]!r}, this run uses {key}={value!r}"
@@ -99,29 +99,61 @@ def settings_conflict(records: Iterable[Mapping], settings: Mapping) -> str | No
 
 
 # ---------------------------------------------------------------- 3. merging
+MERGE_KEYS = ("profile", "task", "kind", "mode", "split", "num_samples", "seed", "sampling", "separator",
+              "num_segments", "model_sha256")
+"""Run settings that every merged record must share (as a resume checks them)."""
+
+
 def merge_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
     """Combine records files (e.g. one per shard) into one list sorted by id.
 
-    The same id in several files is kept once when its ``label`` and ``weights`` agree; if they
-    differ, ``ValueError`` names the id and both files. Because ``W`` and ``C`` are recomputed
-    from the records (:func:`utils.musiclime.aggregate.accumulate`), the order of ``paths`` does
-    not matter.
+    Every record must have been made with the same run settings (:data:`MERGE_KEYS`; a key a
+    record lacks is not compared), else ``ValueError`` names both files and the setting. The
+    same id in several files is kept once when its ``label`` and ``weights`` agree; if they
+    differ, ``ValueError`` names the id and both files. A song skipped in one file and explained
+    in another keeps its explanation. Because ``W`` and ``C`` are recomputed from the records
+    (:func:`utils.musiclime.aggregate.accumulate`), the order of ``paths`` does not matter.
     """
     merged: dict[str, tuple[dict, Path]] = {}
+    reference: tuple[dict, Path] | None = None
     for path in paths:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"records file {path} does not exist")
         for record in load_records(path, repair=False):
+            reference = reference or (_run_settings(record), path)
+            _check_same_run(record, path, *reference)
             song_id = record["id"]
-            if song_id in merged:
+            if song_id in merged and "skipped" not in record and "skipped" not in merged[song_id][0]:
                 first, first_path = merged[song_id]
                 if first.get("weights") != record.get("weights") or first.get("label") != record.get("label"):
                     raise ValueError(f"record {song_id!r} differs between {first_path} and {path} "
                                      f"(label or weights)")
-                continue
-            merged[song_id] = (record, path)
+            if song_id not in merged or "skipped" in merged[song_id][0]:
+                merged[song_id] = (record, path)
     return [merged[song_id][0] for song_id in sorted(merged)]
+
+
+def _normalised_settings(record: Mapping) -> dict:
+    """A record's settings with :data:`SETTINGS_DEFAULTS` filled in and old key names updated."""
+    stored = {**SETTINGS_DEFAULTS, **(record.get("settings") or {})}
+    if "modality" in stored:                      # records made before the explainer mode's key was renamed
+        stored.setdefault("mode", stored.pop("modality"))
+    return stored
+
+
+def _run_settings(record: Mapping) -> dict:
+    stored = _normalised_settings(record)
+    return {key: stored[key] for key in MERGE_KEYS if key in stored}
+
+
+def _check_same_run(record: Mapping, path: Path, reference: dict, reference_path: Path) -> None:
+    mine = _run_settings(record)
+    for key in MERGE_KEYS:
+        if key in mine and key in reference and mine[key] != reference[key]:
+            raise ValueError(f"{path} (record {record['id']!r}) was made with {key}={mine[key]!r} but "
+                             f"{reference_path} with {key}={reference[key]!r}: records of different runs "
+                             "cannot be merged")
 
 
 def aggregate_records(paths: str | os.PathLike | Iterable[str | os.PathLike], class_names: Sequence[str],

@@ -215,7 +215,7 @@ def render_report(explanation: Explanation, run: dict, *, label: int | None = No
             f'<b>{_escape(explanation.label_name(predicted))}</b> '
             f'(p = {explanation.probabilities[predicted]:.3f}); explained class: '
             f'<b>{_escape(explanation.label_name(label))}</b>; surrogate R<sup>2</sup> = {fit.score:.3f} '
-            f'({_escape(explanation.modality)} mode, {len(explanation.features)} features).</p>')
+            f'({_escape(explanation.mode)} mode, {len(explanation.features)} features).</p>')
     if fit.score < 0.3:
         lead += ('<p class="note">A low R<sup>2</sup> means the linear surrogate explains little of how the '
                  'model\'s probability moves when features are switched off: read the weights with care.</p>')
@@ -229,6 +229,22 @@ def render_report(explanation: Explanation, run: dict, *, label: int | None = No
                     f'<p class="note">Top {top_k} by weight (largest first):</p>'
                     + _top_table(explanation, label, top_k, clip_start) + "</section>")
 
+    sections += _audio_sections(explanation, run, label, top_k) + _lyrics_sections(explanation, run, label)
+
+    sections.append('<section id="settings"><h2>Settings</h2>' + _settings_table(run, explanation, label)
+                    + "</section>")
+    title = f"MusicLIME: {_escape(Path(str(source)).name)}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{title}</h1>\n" + "\n".join(sections)
+            + '\n<footer class="note"><p>Made by <code>python -m utils.explain</code>; the weights are in '
+              "<code>explanation.json</code> next to this file (<code>utils.musiclime.explanation.Explanation.from_json</code> "
+              "reads it).</p></footer></body></html>\n")
+
+
+def _audio_sections(explanation: Explanation, run: dict, label: int, top_k: int) -> list[str]:
+    """The heatmap and, with the factorization attached, the players (none for a lyrics-only explanation)."""
+    sections: list[str] = []
     if explanation.audio_features:
         heatmap = png_data_uri(explanation.plot_audio_heatmap(label))
         note = ""
@@ -241,7 +257,12 @@ def render_report(explanation: Explanation, run: dict, *, label: int | None = No
         if explanation.factorization is not None:
             sections.append('<section id="listen"><h2>Listen</h2>' + _players(explanation, label, top_k)
                             + "</section>")
+    return sections
 
+
+def _lyrics_sections(explanation: Explanation, run: dict, label: int) -> list[str]:
+    """The shaded lyrics, the intact lyrics, or a note that a multimodal model got none."""
+    sections: list[str] = []
     if explanation.lyrics and explanation.lyric_features:
         strongest = max((abs(row["weight"]) for row in explanation.ranked(label, modality="lyrics")), default=0.0)
         sections.append('<section id="lyrics"><h2>Lyrics</h2><p class="note">Green: for the explained class, red: '
@@ -255,13 +276,4 @@ def render_report(explanation: Explanation, run: dict, *, label: int | None = No
     elif run.get("kind") == "multimodal":
         sections.append('<section id="lyrics"><h2>Lyrics</h2><p class="note">No lyrics given: the multimodal model '
                         'received empty lyrics and only the audio was explained.</p></section>')
-
-    sections.append('<section id="settings"><h2>Settings</h2>' + _settings_table(run, explanation, label)
-                    + "</section>")
-    title = f"MusicLIME: {_escape(Path(str(source)).name)}"
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{title}</h1>\n" + "\n".join(sections)
-            + '\n<footer class="note"><p>Made by <code>python -m utils.explain</code>; the weights are in '
-              "<code>explanation.json</code> next to this file (<code>utils.musiclime.explanation.Explanation.from_json</code> "
-              "reads it).</p></footer></body></html>\n")
+    return sections

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from utils.config import MODALITIES
-from utils.musiclime.factorization import Factorization, LineFeatures, WordFeatures
+from utils.config import MODES
+from utils.musiclime.factorization import Factorization
+from utils.musiclime.lyric_features import LineFeatures, WordFeatures
 from utils.musiclime.separation import check_sample_rate
 from utils.musiclime.surrogate import check_labels, cosine_distances
 
@@ -126,36 +127,57 @@ class Neighbourhood:
 
 
 
-def _check_inputs(factorization, text, modality, num_samples, batch_size, sample_rate):
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+def _check_inputs(predict_fn, factorization, text, mode, num_samples, batch_size, sample_rate):
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     for name, value, low in (("num_samples", num_samples, 2), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
         if value < low:
             raise ValueError(f"{name} must be >= {low}, got {value}")
     if factorization is None:
-        if modality != "lyrical":
-            raise ValueError(f"modality {modality!r} needs a factorization (audio components)")
+        if mode != "lyrical":
+            raise ValueError(f"mode {mode!r} needs a factorization (audio components)")
     else:
         if not isinstance(factorization, Factorization):
             raise TypeError("factorization must be a utils.musiclime.factorization.Factorization, "
                             f"got {type(factorization).__name__}")
-        if sample_rate is None:
-            raise ValueError("sample_rate= (the model's sample rate in Hz) is required with a factorization")
-        if factorization.sample_rate != check_sample_rate(sample_rate):
-            raise ValueError(f"factorization is at {factorization.sample_rate} Hz but the model expects "
-                             f"sample_rate={sample_rate} Hz; load/resample the audio at the model's rate")
-    if modality in ("both", "lyrical"):
+        check_audio_fits(predict_fn, factorization, sample_rate)
+    if mode in ("both", "lyrical"):
         if text is None:
-            raise ValueError(f"modality {modality!r} needs lyrics")
+            raise ValueError(f"mode {mode!r} needs lyrics")
         if text.n_features < 2:
             raise ValueError(f"lyrics have {text.n_features} distinct {text.unit} ({text.lyrics[:40]!r}); "
-                             f"modality {modality!r} needs at least 2 (use modality='audio')")
+                             f"mode {mode!r} needs at least 2 (use mode='audio')")
+
+
+def check_audio_fits(predict_fn: Any, factorization: Factorization, sample_rate: int | None) -> None:
+    """Refuse audio the model would not see as the explanation assumes.
+
+    The factorization must be at ``sample_rate`` and at the model's own rate (a predictor's
+    ``sample_rate`` attribute, as :class:`utils.musiclime.predict.ModelPredictor` has; at least one
+    of the two must be known), and no longer than the model's input (its ``clip_length``
+    attribute, samples): components past the input would be cut off by the model's front end
+    and get weights that mean nothing.
+    """
+    model_rate = getattr(predict_fn, "sample_rate", None)
+    if sample_rate is None and model_rate is None:
+        raise ValueError("sample_rate= (the model's sample rate in Hz) is required with a factorization")
+    for name, rate in (("sample_rate=", sample_rate), ("the model's rate", model_rate)):
+        if rate is not None and factorization.sample_rate != check_sample_rate(rate):
+            raise ValueError(f"factorization is at {factorization.sample_rate} Hz but {name} is {rate} Hz; "
+                             "load/resample the audio at the model's rate")
+    model_length = getattr(predict_fn, "clip_length", None)
+    if model_length is not None and factorization.length > model_length:
+        rate = factorization.sample_rate
+        raise ValueError(f"factorization is {factorization.length / rate:.2f} s long but the model's input is "
+                         f"{model_length / rate:g} s: components past it would get weights for audio the model "
+                         "never hears; cut the clip to the model's input first "
+                         "(utils.dataset_related.features.cut_clip, or the explain command's --start)")
 
 
 def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | None,
-                         text: WordFeatures | LineFeatures | None, *, modality: str = "both",
+                         text: WordFeatures | LineFeatures | None, *, mode: str = "both",
                          num_samples: int = 1000, batch_size: int = 10,
                          seed: int | np.random.Generator = 0, sample_rate: int | None = None,
                          expected_labels: Sequence[int] | None = None, progress: bool = False,
@@ -172,7 +194,7 @@ def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | No
         waveforms).
     text : WordFeatures or LineFeatures or None
         Lyric features (None only in ``'audio'`` mode: the model then gets empty texts).
-    modality : {'both', 'audio', 'lyrical'}
+    mode : {'both', 'audio', 'lyrical'}
     num_samples : int
         Rows, including the original (>= 2).
     batch_size : int
@@ -180,7 +202,8 @@ def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | No
     seed : int or np.random.Generator
         Seeds the 0/1 matrix; the same seed gives the same masks.
     sample_rate : int, optional
-        The model's rate (Hz); required with a factorization and must equal its rate.
+        The model's rate (Hz); with a factorization it must equal its rate, and is required
+        unless ``predict_fn`` has a ``sample_rate`` (:func:`check_audio_fits`).
     expected_labels : sequence of int, optional
         Labels that must exist; checked after the first batch so a bad label fails early.
     progress : bool
@@ -188,11 +211,11 @@ def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | No
     antithetic : bool
         Rows in complementary pairs (:func:`sample_masks`); default independent rows (the paper).
     """
-    _check_inputs(factorization, text, modality, num_samples, batch_size, sample_rate)
+    _check_inputs(predict_fn, factorization, text, mode, num_samples, batch_size, sample_rate)
     n_audio_all = factorization.n_components if factorization is not None else 0
     n_text_all = text.n_features if text is not None else 0
-    n_audio = n_audio_all if modality in ("both", "audio") else 0
-    n_text = n_text_all if modality in ("both", "lyrical") else 0
+    n_audio = n_audio_all if mode in ("both", "audio") else 0
+    n_text = n_text_all if mode in ("both", "lyrical") else 0
     masks = sample_masks(num_samples, n_audio + n_text, seed, antithetic=antithetic)
 
     predict_masks = getattr(predict_fn, "predict_masks", None)
@@ -359,7 +382,7 @@ def sample_crossed_neighbourhood(predict_fn: Any, factorization: Factorization, 
     seed : int or np.random.Generator
         Seeds the masks and the design.
     """
-    _check_inputs(factorization, text, "both", num_samples, 1, sample_rate)
+    _check_inputs(predict_fn, factorization, text, "both", num_samples, 1, sample_rate)
     predict_crossed = getattr(predict_fn, "predict_crossed", None)
     if not callable(predict_crossed):
         raise TypeError("sampling='crossed' needs a late-fusion model adapter with predict_crossed(audio_masks, "

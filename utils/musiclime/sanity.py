@@ -50,19 +50,19 @@ class CueCheck:
     ----------
     model : {'multimodal', 'audio', 'lyrics'}
         The trained model kind explained.
-    modality : {'both', 'audio', 'lyrical'}
+    mode : {'both', 'audio', 'lyrical'}
         The explainer mode.
     cues : tuple of {'audio', 'lyrics'}
         Planted cues the explanation is expected to find; songs without one are skipped.
     """
 
     model: str
-    modality: str
+    mode: str
     cues: tuple[str, ...]
 
     @property
     def name(self) -> str:
-        return f"{self.model}/{self.modality}"
+        return f"{self.model}/{self.mode}"
 
 
 CUE_CHECKS: tuple[CueCheck, ...] = (
@@ -76,28 +76,17 @@ CUE_CHECKS: tuple[CueCheck, ...] = (
 """All checks, in report order. ``audio/both`` is the audio model with lyrics perturbed too."""
 
 
-def get_checks(names: Sequence[str] | None = None) -> tuple[CueCheck, ...]:
-    """Checks by name (``'multimodal/both'``, ...); all of :data:`CUE_CHECKS` when ``names`` is None."""
-    if names is None:
-        return CUE_CHECKS
-    by_name = {c.name: c for c in CUE_CHECKS}
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        raise ValueError(f"unknown checks {unknown}; choose from {list(by_name)}")
-    return tuple(by_name[n] for n in names)
-
-
 def cue_rows(explanation: Explanation, check: CueCheck, song: Any, metadata: Mapping[str, dict], k: int,
              seconds: float) -> list[dict]:
     """The :func:`run_cue_checks` rows of one song's explanation (of its true genre): one per cue of ``check``."""
     label = GENRES.index(song.primary_short)
     predicted = int(np.argmax(explanation.probabilities))
-    common = {"check": check.name, "model": check.model, "modality": check.modality, "id": song.id,
+    common = {"check": check.name, "model": check.model, "mode": check.mode, "id": song.id,
               "genre": song.primary_short, "predicted": GENRES[predicted], "correct": predicted == label,
               "probability": float(explanation.probabilities[label]),
               "top": [r["name"] for r in explanation.ranked(label, k=k, positive_only=True)],
               "score": explanation.fit(label).score, "seconds": seconds}
-    if check.modality == "both":
+    if check.mode == "both":
         common.update(modality_margin(explanation, label))
     rows = []
     for cue in genre_cues(metadata, song.id, check.cues):
@@ -110,24 +99,18 @@ def cue_rows(explanation: Explanation, check: CueCheck, song: Any, metadata: Map
 
 
 # ---------------------------------------------------------------- the run
-def model_fingerprint(predictor: Any) -> str:
-    """A short sha256 of a predictor's weights (``predictor.model``'s state dict), for cache keys.
+def predictor_fingerprint(predictor: Any) -> str:
+    """A short :func:`utils.model_related.models.model_fingerprint` of ``predictor.model``, for cache keys.
 
     Black boxes without a torch ``model`` attribute get ``'custom'``: their cache entries
     are only safe while the black box does not change.
     """
-    import hashlib
-
     import torch
 
+    from utils.model_related.models import model_fingerprint
+
     model = getattr(predictor, "model", None)
-    if not isinstance(model, torch.nn.Module):
-        return "custom"
-    digest = hashlib.sha256()
-    for key, tensor in sorted(model.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:12]
+    return model_fingerprint(model)[:12] if isinstance(model, torch.nn.Module) else "custom"
 
 
 def _cache_path(cache_dir: Path | None, check: CueCheck, song_id: str, label: int, settings: dict,
@@ -135,7 +118,7 @@ def _cache_path(cache_dir: Path | None, check: CueCheck, song_id: str, label: in
     if cache_dir is None:
         return None
     tag = "-".join(f"{k}{v}" for k, v in settings.items())
-    return cache_dir / f"{check.model}-{check.modality}-{fingerprint}-{tag}" / f"{song_id}_{label}.json"
+    return cache_dir / f"{check.model}-{check.mode}-{fingerprint}-{tag}" / f"{song_id}_{label}.json"
 
 
 def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame: pd.DataFrame,
@@ -164,13 +147,13 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
     k : a cue is a hit when it ranks in the top ``k`` by positive weight.
     num_segments : temporal segments (default ``profile.num_segments``).
     cache_dir : optional directory for the explanations (JSON), keyed by check, model weights
-        (:func:`model_fingerprint`), settings, song and label; existing ones are reused.
+        (:func:`predictor_fingerprint`), settings, song and label; existing ones are reused.
     progress : tqdm bar over songs.
 
     Returns
     -------
     pandas.DataFrame
-        One row per (check, song, cue): ``check``, ``model``, ``modality``, ``id``,
+        One row per (check, song, cue): ``check``, ``model``, ``mode``, ``id``,
         ``genre`` (true class, the explained label), ``predicted``, ``correct``,
         ``probability`` (of the true class), ``cue_modality``, ``cue`` (component or word),
         ``rank``, ``rank_in_modality``, ``weight``, ``hit``, ``top`` (the top-``k``
@@ -181,7 +164,7 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
     from tqdm.auto import tqdm
 
     from utils.musiclime.explainer import explain
-    from utils.musiclime.factorization import WordFeatures
+    from utils.musiclime.lyric_features import WordFeatures
     from utils.musiclime.song import song_factorization
 
     if k < 1:
@@ -196,7 +179,8 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
     num_segments = num_segments or profile.num_segments
     cache_dir = None if cache_dir is None else Path(cache_dir)
     settings = {"n": num_samples, "seed": seed, "seg": num_segments, "sep": getattr(separator, "name", "custom")}
-    fingerprints = {c.model: model_fingerprint(predictors[c.model]) if cache_dir is not None else None for c in checks}
+    fingerprints = {c.model: predictor_fingerprint(predictors[c.model]) if cache_dir is not None else None
+                    for c in checks}
     per_check = {c.name: set(cue_songs(frame, metadata, c.cues, songs_per_class)["id"]) for c in checks}
     songs = frame[frame["id"].isin(set().union(*per_check.values()))]
     rows = []
@@ -217,7 +201,7 @@ def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame:
                                                        num_segments=num_segments)
                 started = time.perf_counter()
                 explanation = explain(predictors[check.model], factorization if check.model != "lyrics" else None,
-                                      words, sample_rate=profile.audio.sample_rate, modality=check.modality,
+                                      words, sample_rate=profile.audio.sample_rate, mode=check.mode,
                                       labels=[label], num_samples=num_samples, batch_size=batch_size, seed=seed,
                                       class_names=GENRES)
                 seconds = time.perf_counter() - started

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from utils.io import atomic_path
 
 SILENCE_PEAK = 1e-6
 """A waveform whose largest absolute sample is below this is treated as silent."""
+LOUD_PEAK = 2.0
+"""A float waveform peaking above this gets a warning: audio decoded to float lies in [-1, 1]."""
 
 
 # ---------------------------------------------------------------- input checks
@@ -59,6 +62,8 @@ def check_waveform(waveform: Any, name: str = "waveform", allow_silent: bool = F
     Returns
     -------
     np.ndarray, shape (samples,), float32
+        Integer PCM is rescaled to [-1, 1] (:func:`pcm_to_float`); a float waveform peaking
+        above :data:`LOUD_PEAK` gets a warning (integer samples stored as float?).
     """
     if isinstance(waveform, (str, bytes, Path)):
         raise TypeError(f"{name} must be an array of samples, got {type(waveform).__name__}; "
@@ -74,17 +79,35 @@ def check_waveform(waveform: Any, name: str = "waveform", allow_silent: bool = F
                          + ("; it looks multi-channel (stereo): average the channels first" if array.ndim == 2 else ""))
     if array.size == 0:
         raise ValueError(f"{name} is empty (0 samples)")
+    if np.issubdtype(array.dtype, np.integer):
+        array = pcm_to_float(array, name)
     array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise ValueError(f"{name} contains {bad} NaN or inf samples")
-    if not allow_silent and float(np.max(np.abs(array))) < SILENCE_PEAK:
+    peak = float(np.max(np.abs(array)))
+    if not allow_silent and peak < SILENCE_PEAK:
         raise ValueError(f"{name} is silent (peak |sample| < {SILENCE_PEAK}); there is nothing to explain")
+    if peak > LOUD_PEAK:
+        warnings.warn(f"{name} peaks at {peak:.4g}, far outside [-1, 1]: integer PCM stored as float? The models "
+                      "were trained on audio in [-1, 1] (divide 16-bit samples by 32768)", UserWarning, stacklevel=3)
     return array
 
 
-def check_stems(stems: Mapping[str, Any], num_samples: int, source: str) -> dict[str, np.ndarray]:
-    """Validate a separator's output: exactly :data:`STEMS`, each ``(num_samples,)`` finite float32."""
+def pcm_to_float(array: np.ndarray, name: str = "waveform") -> np.ndarray:
+    """Integer PCM samples as float32 in [-1, 1]: signed ``/ 2**(bits-1)``, 8-bit unsigned ``(x - 128) / 128``.
+
+    Other unsigned types are no PCM format and are refused (``TypeError`` naming ``name``).
+    """
+    if array.dtype == np.uint8:
+        return (array.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(array.dtype, np.unsignedinteger):
+        raise TypeError(f"{name} has dtype {array.dtype}, which is no PCM format; give float samples in [-1, 1]")
+    return (array.astype(np.float64) / float(2 ** (8 * array.dtype.itemsize - 1))).astype(np.float32)
+
+
+def check_stems(stems: Mapping[str, Any], length: int, source: str) -> dict[str, np.ndarray]:
+    """Validate a separator's output: exactly :data:`STEMS`, each ``(length,)`` finite float32."""
     if not isinstance(stems, Mapping):
         raise TypeError(f"{source} must return a dict stem -> waveform, got {type(stems).__name__}")
     if set(stems) != set(STEMS):
@@ -92,8 +115,8 @@ def check_stems(stems: Mapping[str, Any], num_samples: int, source: str) -> dict
     out = {}
     for stem in STEMS:
         array = np.ascontiguousarray(np.asarray(stems[stem]), dtype=np.float32)
-        if array.shape != (num_samples,):
-            raise ValueError(f"{source}: stem {stem!r} has shape {array.shape}, expected ({num_samples},)")
+        if array.shape != (length,):
+            raise ValueError(f"{source}: stem {stem!r} has shape {array.shape}, expected ({length},)")
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{source}: stem {stem!r} contains NaN or inf samples")
         out[stem] = array

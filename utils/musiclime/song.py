@@ -4,16 +4,16 @@ Notebooks 09 and 10, ``python -m utils.explain``, the planted-cue checks
 (:mod:`utils.musiclime.sanity`), the global runs (:mod:`utils.musiclime.global_explain`) and the
 speed benchmark all turn a song into components here, so they explain the same audio.
 
-Clip policy (:func:`clip_window`, :func:`load_song_clip`)
-    The model sees ``profile.clip_samples`` samples (mono, at the profile's rate). A longer file
-    is cut at ``start_seconds`` -- default ``0.0``, the first ``clip_samples``: what the AST
+Clip policy (:func:`utils.dataset_related.features.cut_clip`, used by :func:`load_song_clip`)
+    The model sees ``profile.clip_length`` samples (mono, at the profile's rate). A longer file
+    is cut at ``start_seconds`` -- default ``0.0``, the first ``clip_length``: what the AST
     feature extractor's truncation and the corpus pipeline do; ``None`` centres the window on
     the file's middle (the explain command's default). A shorter file is zero-padded at the end
     with a ``UserWarning`` naming the song; the separator then splits only the audio that is in
     the file and every stem is padded with the same silence. The window is returned in
     :class:`SongClip`. On the synthetic corpus every clip is exactly the model's length.
 
-Read top to bottom: :func:`clip_window`, :func:`load_song_clip` / :func:`corpus_clip`,
+Read top to bottom: :func:`load_song_clip` / :func:`corpus_clip`,
 :func:`make_separator`, :func:`clip_factorization` / :func:`song_factorization`,
 :func:`explain_song`, :func:`compare_sampling` (one song explained with each neighbourhood
 design) and :func:`write_explanation` (its JSON, CSV and figures).
@@ -36,61 +36,21 @@ from utils.musiclime.explanation import Explanation
 
 
 # ---------------------------------------------------------------- the clip
-def clip_window(file_samples: int, clip_samples: int, sample_rate: int,
-                start_seconds: float | None = 0.0) -> tuple[int, int]:
-    """Where the model's clip is cut from a file: ``(start, end)`` in samples, end exclusive.
-
-    Parameters
-    ----------
-    file_samples : int
-        Length of the (resampled) file, samples.
-    clip_samples : int
-        The model's input length, samples.
-    sample_rate : int
-        Hz of both.
-    start_seconds : float or None
-        Where the clip starts, seconds (default 0: the first ``clip_samples``). ``None`` centres
-        the clip on the file's middle (``start = (file_samples - clip_samples) // 2``). A file
-        shorter than the clip always starts at 0.
-
-    Returns
-    -------
-    (int, int)
-        ``end - start == clip_samples`` when the file is long enough; otherwise ``(0,
-        file_samples)`` and the caller pads ``clip_samples - file_samples`` zeros.
-
-    Raises
-    ------
-    ValueError
-        A start that is negative or leaves less than a clip before the end of the file (or, for
-        a file shorter than the clip, is not 0).
-    """
-    if start_seconds is None:
-        start = max(0, (file_samples - clip_samples) // 2)
-    else:
-        latest = max(0, file_samples - clip_samples)
-        start = int(round(float(start_seconds) * sample_rate)) if np.isfinite(start_seconds) else -1
-        if start < 0 or start > latest:
-            raise ValueError(f"start {start_seconds}: the {clip_samples / sample_rate:g} s clip must lie inside the "
-                             f"{file_samples / sample_rate:.2f} s file; choose a start in [0, {latest / sample_rate:.2f}]")
-    return start, min(file_samples, start + clip_samples)
-
-
 @dataclass(frozen=True)
 class SongClip:
     """The clip the model sees, cut from an audio file.
 
     Attributes
     ----------
-    waveform : np.ndarray, shape (clip_samples,)
+    waveform : np.ndarray, shape (clip_length,)
         Mono float32 at ``sample_rate``, zero-padded at the end when the file is short.
     sample_rate : int
         The model's rate, Hz.
     window : (int, int)
         ``(start, end)`` of the clip in the resampled file, samples (end exclusive).
-    file_samples : int
+    file_length : int
         Length of the resampled file, samples.
-    padded_samples : int
+    padded_length : int
         Zeros appended (0 unless the file is shorter than the clip).
     input_sample_rate, input_channels : int or None
         The file's own rate (Hz) and channels, when soundfile can tell.
@@ -99,15 +59,15 @@ class SongClip:
     waveform: np.ndarray
     sample_rate: int
     window: tuple[int, int]
-    file_samples: int
-    padded_samples: int
+    file_length: int
+    padded_length: int
     input_sample_rate: int | None
     input_channels: int | None
 
     @property
     def audio(self) -> np.ndarray:
         """The part of :attr:`waveform` that came from the file (without the padding), shape (samples,)."""
-        return self.waveform[:self.waveform.shape[0] - self.padded_samples]
+        return self.waveform[:self.waveform.shape[0] - self.padded_length]
 
 
 def _file_format(path: Path) -> tuple[int | None, int | None]:
@@ -120,13 +80,14 @@ def _file_format(path: Path) -> tuple[int | None, int | None]:
         return None, None
 
 
-def load_song_clip(path: str | os.PathLike, sample_rate: int, clip_samples: int,
+def load_song_clip(path: str | os.PathLike, sample_rate: int, clip_length: int,
                    start_seconds: float | None = 0.0, *, name: str | None = None) -> SongClip:
     """Load an audio file as mono at ``sample_rate`` and cut the model's clip from it (the clip policy).
 
     Any format librosa reads (wav, flac, ogg, mp3), mono or stereo (channels averaged), any
-    rate (resampled); integer PCM comes out in [-1, 1]. The window is :func:`clip_window` at
-    ``start_seconds``; a file shorter than ``clip_samples`` is zero-padded at the end with a
+    rate (resampled); integer PCM comes out in [-1, 1]. The window is
+    :func:`utils.dataset_related.features.clip_window` at
+    ``start_seconds``; a file shorter than ``clip_length`` is zero-padded at the end with a
     ``UserWarning`` naming ``name`` (default the path).
 
     Raises
@@ -137,7 +98,7 @@ def load_song_clip(path: str | os.PathLike, sample_rate: int, clip_samples: int,
         Unreadable, empty or non-finite audio (:class:`utils.dataset_related.features.AudioError`),
         or a start outside the file.
     """
-    from utils.dataset_related.features import load_audio
+    from utils.dataset_related.features import cut_clip, load_audio
 
     path = Path(path)
     name = name or str(path)
@@ -145,14 +106,8 @@ def load_song_clip(path: str | os.PathLike, sample_rate: int, clip_samples: int,
         warnings.filterwarnings("ignore", message="PySoundFile failed")
         warnings.simplefilter("ignore", FutureWarning)
         waveform = load_audio(path, sample_rate, name=name)
-    start, end = clip_window(waveform.shape[0], clip_samples, sample_rate, start_seconds)
-    clip = waveform[start:end]
-    padded = clip_samples - clip.shape[0]
-    if padded:
-        warnings.warn(f"{name} is {waveform.shape[0] / sample_rate:.2f} s long, shorter than the model's "
-                      f"{clip_samples / sample_rate:g} s input; padded with {padded / sample_rate:.2f} s of silence",
-                      UserWarning, stacklevel=2)
-        clip = np.pad(clip, (0, padded))
+    clip, (start, end) = cut_clip(waveform, clip_length, sample_rate, start_seconds, name=name, pad=True)
+    padded = clip_length - (end - start)
     return SongClip(np.ascontiguousarray(clip, dtype=np.float32), int(sample_rate), (start, end),
                     int(waveform.shape[0]), int(padded), *_file_format(path))
 
@@ -163,7 +118,7 @@ def corpus_clip(corpus_dir: str | os.PathLike, song_id: str, profile: Profile,
     from utils.dataset_related.features import find_audio
 
     return load_song_clip(find_audio(Path(corpus_dir) / "audio", song_id), profile.audio.sample_rate,
-                          profile.clip_samples, start_seconds, name=f"song {song_id!r}")
+                          profile.clip_length, start_seconds, name=f"song {song_id!r}")
 
 
 # ---------------------------------------------------------------- components
@@ -196,11 +151,11 @@ def clip_factorization(clip: SongClip, separator: Any, num_segments: int, track_
     """
     from utils.musiclime.factorization import SourceSeparationSegments
 
-    if not clip.padded_samples:
+    if not clip.padded_length:
         return SourceSeparationSegments(clip.waveform, clip.sample_rate, separator, num_segments=num_segments,
                                         track_id=track_id)
     stems = separator.separate(clip.audio, clip.sample_rate, track_id=track_id)
-    stems = {s: np.pad(np.asarray(stems[s], dtype=np.float32), (0, clip.padded_samples)) for s in STEMS}
+    stems = {s: np.pad(np.asarray(stems[s], dtype=np.float32), (0, clip.padded_length)) for s in STEMS}
     factorization = SourceSeparationSegments(clip.waveform, clip.sample_rate, stems=stems,
                                              num_segments=num_segments)
     factorization.separator_name = getattr(separator, "name", type(separator).__name__)
@@ -221,7 +176,7 @@ def song_factorization(corpus_dir: str | os.PathLike, song_id: str, profile: Pro
 
 # ---------------------------------------------------------------- the explanation
 def explain_song(predictor: Any, corpus_dir: str | os.PathLike, song: Any, profile: Profile, *,
-                 separator: Any = None, factorization: Any = None, modality: str = "both",
+                 separator: Any = None, factorization: Any = None, mode: str = "both",
                  labels: Sequence[int] | None = None, num_samples: int = 1000, batch_size: int = 250,
                  seed: int = 0, num_segments: int | None = None, sampling: str = "iid",
                  class_names: Sequence[str] = GENRES) -> Explanation:
@@ -237,7 +192,7 @@ def explain_song(predictor: Any, corpus_dir: str | os.PathLike, song: Any, profi
         given or the predictor is a lyrics model (``predictor.kind == 'lyrics'``), which is
         explained without audio.
     factorization : reuse an existing :func:`song_factorization` of this song.
-    modality : ``'both'``, ``'audio'`` or ``'lyrical'``.
+    mode : ``'both'``, ``'audio'`` or ``'lyrical'``.
     labels : classes to explain (default the predicted class, as the paper).
     num_samples, batch_size, seed, sampling : the explainer's settings
         (:func:`utils.musiclime.explainer.explain`).
@@ -257,7 +212,7 @@ def explain_song(predictor: Any, corpus_dir: str | os.PathLike, song: Any, profi
             raise ValueError(f"song {song_id!r}: give separator= or factorization= to explain audio")
         factorization = song_factorization(corpus_dir, song_id, profile, separator, num_segments=num_segments)
     return explain(predictor, factorization if needs_audio else None, lyrics,
-                   sample_rate=profile.audio.sample_rate, modality=modality, labels=labels,
+                   sample_rate=profile.audio.sample_rate, mode=mode, labels=labels,
                    num_samples=num_samples, batch_size=batch_size, seed=seed, class_names=class_names,
                    sampling=sampling)
 

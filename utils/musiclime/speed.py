@@ -40,7 +40,7 @@ from utils.musiclime.benchmark_setup import Song, benchmark_profile, load_model_
 from utils.musiclime.explainer import explain
 from utils.musiclime.sampling import sample_masks
 from utils.musiclime.surrogate import cosine_distances, fit_surrogate
-from utils.config import MODALITIES
+from utils.config import MODES
 from utils.musiclime.predict import PHASES as PREDICTOR_PHASES, ModelPredictor
 from utils.musiclime.spectral import SpectralComposer
 
@@ -54,14 +54,14 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def split_mask_columns(masks: np.ndarray, modality: str, n_audio: int,
+def split_mask_columns(masks: np.ndarray, mode: str, n_audio: int,
                        n_text: int) -> tuple[np.ndarray, np.ndarray]:
-    """(audio masks, text masks) of an explanation's ``masks`` (rows, columns) in ``modality`` mode;
+    """(audio masks, text masks) of an explanation's ``masks`` (rows, columns) in mode ``mode``;
     the modality not explained is all ones."""
     rows = masks.shape[0]
-    if modality == "both":
+    if mode == "both":
         return masks[:, :n_audio], masks[:, n_audio:]
-    if modality == "audio":
+    if mode == "audio":
         return masks, np.ones((rows, n_text))
     return np.ones((rows, n_audio)), masks
 
@@ -81,11 +81,11 @@ def _median_seconds(fn, repeats: int, device: str) -> float:
 class Floor:
     """The model's own forward passes over the explanation's N inputs (features precomputed)."""
 
-    def __init__(self, model, song: Song, tokens, profile: Profile, masks: np.ndarray, modality: str, device: str,
+    def __init__(self, model, song: Song, tokens, profile: Profile, masks: np.ndarray, mode: str, device: str,
                  autocast: str | None = None):
         self.model, self.device, self.autocast = model, device, autocast
         n_audio, n_text = song.factorization.n_components, song.words.n_features
-        audio_masks, text_masks = split_mask_columns(masks, modality, n_audio, n_text)
+        audio_masks, text_masks = split_mask_columns(masks, mode, n_audio, n_text)
         composer = SpectralComposer(song.factorization.components_matrix, profile.audio, device)
         self.inputs = {}
         if model.kind in ("audio", "multimodal"):
@@ -125,7 +125,7 @@ def best_batch_size(floor: Floor, candidates: Sequence[int], repeats: int) -> tu
 
 
 # ---------------------------------------------------------------- one configuration
-def time_fast(model, song: Song, tokens, profile: Profile, modality: str, num_samples: int, chunk_size: int,
+def time_fast(model, song: Song, tokens, profile: Profile, mode: str, num_samples: int, chunk_size: int,
               device: str, seed: int, autocast: str | None = None, sampling: str = "iid",
               crossed_masks=None, sync_timings: bool = False) -> dict:
     """One fast explanation: wall seconds, per-phase seconds, encoder passes.
@@ -139,7 +139,7 @@ def time_fast(model, song: Song, tokens, profile: Profile, modality: str, num_sa
     _sync(device)
     tick = time.perf_counter()
     explanation = explain(predictor, factorization, None if model.kind == "audio" else song.words,
-                          sample_rate=profile.audio.sample_rate, modality=modality, num_samples=num_samples,
+                          sample_rate=profile.audio.sample_rate, mode=mode, num_samples=num_samples,
                           batch_size=num_samples, seed=seed, sampling=sampling, crossed_masks=crossed_masks)
     wall = time.perf_counter() - tick          # explain() ends on host arrays: nothing left queued
     phases = {phase: float(sum(predictor.timings.get(k, 0.0) for k in keys))
@@ -150,12 +150,12 @@ def time_fast(model, song: Song, tokens, profile: Profile, modality: str, num_sa
             "explanation": explanation}
 
 
-def time_authors(model, song: Song, tokens, profile: Profile, modality: str, masks: np.ndarray, device: str) -> dict:
+def time_authors(model, song: Song, tokens, profile: Profile, mode: str, masks: np.ndarray, device: str) -> dict:
     """The authors' loop on the same ``masks``, lime surrogate included: wall and per-phase seconds."""
     loop = AuthorsLoop(model, profile, tokens.tokenizer, device)
     factorization = song.factorization
     tick = time.perf_counter()
-    predictions = loop.predictions(masks, factorization, song.words, modality)
+    predictions = loop.predictions(masks, factorization, song.words, mode)
     middle = time.perf_counter()
     label = int(np.argmax(predictions[0]))
     fit_surrogate(masks, predictions, cosine_distances(masks), label)
@@ -215,20 +215,20 @@ def autocast_check(model, song: Song, tokens, profile: Profile, device: str, num
 
 # ---------------------------------------------------------------- the whole benchmark
 def run_speed(profile_name: str = "tiny", device: str = "cpu", samples: Sequence[int] = (1000, 5000),
-              modalities: Sequence[str] = MODALITIES, repeats: int = 3, baseline: Sequence[str] | None = None,
+              modes: Sequence[str] = MODES, repeats: int = 3, baseline: Sequence[str] | None = None,
               corpus_dir: Path = DATA_DIR / "synthetic", run_dir: Path | None = None, task: str = "genre",
               batch_sizes: Sequence[int] = (32, 64, 128, 256, 512), autocast: str | None = None, seed: int = 0,
               crossed: bool = True, feature_samples: int = 1000, log=print) -> dict:
     """The speed benchmark (see the module doc); returns the JSON-ready results.
 
-    ``baseline``: ``'modality:N'`` configurations that also run the authors' loop (None: all);
+    ``baseline``: ``'mode:N'`` configurations that also run the authors' loop (None: all);
     ``log``: where progress lines go.
     """
     device = resolve_device(device)
     profile = benchmark_profile(profile_name)
     run_dir = Path(run_dir) if run_dir is not None else RUNS_DIR / profile_name
     corpus_dir = Path(corpus_dir)
-    baseline = {f"{m}:{n}" for m in modalities for n in samples} if baseline is None else set(baseline)
+    baseline = {f"{m}:{n}" for m in modes for n in samples} if baseline is None else set(baseline)
     model, tokens, model_source = load_model_and_tokens(profile, corpus_dir, run_dir, task, "multimodal", device, seed)
     song = load_song(corpus_dir, profile)
     song.separation_seconds = float(np.median([load_song(corpus_dir, profile).separation_seconds
@@ -242,12 +242,12 @@ def run_speed(profile_name: str = "tiny", device: str = "cpu", samples: Sequence
                "autocast": autocast, "configs": []}
     setup = dict(model=model, song=song, tokens=tokens, profile=profile, device=device, seed=seed, autocast=autocast)
     chunk = _sweep_batch_sizes(setup, min(samples), batch_sizes, repeats, results, log)
-    log(f"{'modality':8} {'N':>5} {'method':8} {'wall s':>8} {'floor s':>8} {'ratio':>6} "
+    log(f"{'mode':8} {'N':>5} {'method':8} {'wall s':>8} {'floor s':>8} {'ratio':>6} "
         + " ".join(f"{p[:9]:>9}" for p in PHASES))
-    for modality in modalities:
+    for mode in modes:
         for num_samples in samples:
-            results["configs"].append(_time_config(setup, modality, num_samples, chunk, repeats,
-                                                   f"{modality}:{num_samples}" in baseline, log))
+            results["configs"].append(_time_config(setup, mode, num_samples, chunk, repeats,
+                                                   f"{mode}:{num_samples}" in baseline, log))
     if crossed and model.kind == "multimodal":
         results["crossed_timing"] = [_time_crossed(setup, num_samples, chunk, repeats, results["configs"], log)
                                      for num_samples in samples]
@@ -288,15 +288,15 @@ def _sweep_batch_sizes(setup: dict, num_samples: int, batch_sizes: Sequence[int]
     return chunk
 
 
-def _time_config(setup: dict, modality: str, num_samples: int, chunk: int, repeats: int, with_authors: bool,
+def _time_config(setup: dict, mode: str, num_samples: int, chunk: int, repeats: int, with_authors: bool,
                  log) -> dict:
     """Floor and fast path alternately ``repeats`` times (median run kept), then the authors' loop."""
     model, song, tokens, profile, device = (setup[k] for k in ("model", "song", "tokens", "profile", "device"))
-    fast_args = (model, song, tokens, profile, modality, num_samples, chunk, device, setup["seed"], setup["autocast"])
-    columns = (song.factorization.n_components if modality != "lyrical" else 0) + \
-              (song.words.n_features if modality != "audio" else 0)
+    fast_args = (model, song, tokens, profile, mode, num_samples, chunk, device, setup["seed"], setup["autocast"])
+    columns = (song.factorization.n_components if mode != "lyrical" else 0) + \
+              (song.words.n_features if mode != "audio" else 0)
     masks = sample_masks(num_samples, columns, setup["seed"])
-    floor = Floor(model, song, tokens, profile, masks, modality, device, setup["autocast"])
+    floor = Floor(model, song, tokens, profile, masks, mode, device, setup["autocast"])
     floors, fasts = [], []
     for _ in range(repeats):                       # alternate: load hits both alike
         floors.append(floor.run(chunk))
@@ -306,12 +306,12 @@ def _time_config(setup: dict, modality: str, num_samples: int, chunk: int, repea
     fast = sorted(fasts, key=lambda r: r["wall"])[len(fasts) // 2]      # the median run
     if device.startswith("cuda"):                    # per-phase seconds from a synchronised run
         fast["phases"] = time_fast(*fast_args, sync_timings=True)["phases"]
-    config = {"modality": modality, "num_samples": num_samples, "floor": floor_s, "floor_runs": floors,
+    config = {"mode": mode, "num_samples": num_samples, "floor": floor_s, "floor_runs": floors,
               "fast": {"wall": fast["wall"], "wall_runs": [r["wall"] for r in fasts],
                        "phases": {"separation": song.separation_seconds, **fast["phases"]},
                        "details": fast["details"], "encoder_passes": fast["encoder_passes"]},
               "ratio_to_floor": fast["wall"] / floor_s}
-    log(_row(modality, num_samples, "fast", fast["wall"], floor_s, config["fast"]["phases"]))
+    log(_row(mode, num_samples, "fast", fast["wall"], floor_s, config["fast"]["phases"]))
     log("    fast path detail (s): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(fast["details"].items())))
     if with_authors:
         _time_authors_config(setup, config, masks, log)
@@ -321,16 +321,16 @@ def _time_config(setup: dict, modality: str, num_samples: int, chunk: int, repea
 def _time_authors_config(setup: dict, config: dict, masks: np.ndarray, log) -> None:
     """The authors' loop on the configuration's masks, and how far its probabilities are from the fast path's."""
     model, song, tokens, profile, device = (setup[k] for k in ("model", "song", "tokens", "profile", "device"))
-    modality, num_samples, floor_s = config["modality"], config["num_samples"], config["floor"]
-    authors = time_authors(model, song, tokens, profile, modality, masks, device)
+    mode, num_samples, floor_s = config["mode"], config["num_samples"], config["floor"]
+    authors = time_authors(model, song, tokens, profile, mode, masks, device)
     config["authors_loop"] = {"wall": authors["wall"],
                               "phases": {"separation": song.separation_seconds, **authors["phases"]}}
     config["speedup_vs_authors"] = authors["wall"] / config["fast"]["wall"]
     check = ModelPredictor(model, profile, tokens, device).predict_masks(
-        *split_mask_columns(masks, modality, song.factorization.n_components, song.words.n_features),
+        *split_mask_columns(masks, mode, song.factorization.n_components, song.words.n_features),
         song.factorization, song.words)
     config["authors_max_probability_difference"] = float(np.abs(check - authors["predictions"]).max())
-    log(_row(modality, num_samples, "authors", authors["wall"], floor_s,
+    log(_row(mode, num_samples, "authors", authors["wall"], floor_s,
              config["authors_loop"]["phases"]) + f"  (fast is {config['speedup_vs_authors']:.1f}x faster)")
 
 
@@ -339,7 +339,7 @@ def _time_crossed(setup: dict, num_samples: int, chunk: int, repeats: int, confi
     runs = [time_fast(setup["model"], setup["song"], setup["tokens"], setup["profile"], "both", num_samples, chunk,
                       setup["device"], setup["seed"], setup["autocast"], sampling="crossed") for _ in range(repeats)]
     run = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
-    iid = next((c for c in configs if c["modality"] == "both" and c["num_samples"] == num_samples), None)
+    iid = next((c for c in configs if c["mode"] == "both" and c["num_samples"] == num_samples), None)
     entry = {"num_samples": num_samples, "wall": run["wall"], "phases": run["phases"],
              "encoder_passes": run["encoder_passes"],
              "crossed_masks": run["explanation"].settings["crossed_masks"]}
@@ -353,6 +353,6 @@ def _time_crossed(setup: dict, num_samples: int, chunk: int, repeats: int, confi
     return entry
 
 
-def _row(modality, num_samples, method, wall, floor, phases) -> str:
-    return (f"{modality:8} {num_samples:>5} {method:8} {wall:8.2f} {floor:8.2f} {wall / floor:6.2f} "
+def _row(mode, num_samples, method, wall, floor, phases) -> str:
+    return (f"{mode:8} {num_samples:>5} {method:8} {wall:8.2f} {floor:8.2f} {wall / floor:6.2f} "
             + " ".join(f"{phases.get(p, 0.0):9.3f}" for p in PHASES))
