@@ -2,7 +2,12 @@
 checked downloads and the fake client. No test touches the real network."""
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import logging
+import threading
+import traceback
 
 import numpy as np
 import pytest
@@ -29,6 +34,22 @@ def test_redact_removes_env_keys_and_key_like_parameters(monkeypatch):
     assert "part=snippet" in out and "id=x" in out          # the rest survives
 
 
+def test_key_ending_in_a_newline_is_stripped_and_redacted(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("GENIUS_ACCESS_TOKEN", "geniusTOKEN123\n")      # as `export X="$(cat file)"` may leave it
+    assert net.secret_from_env("GENIUS_ACCESS_TOKEN") == "geniusTOKEN123"
+    assert redact("the token geniusTOKEN123 was refused") == "the token *** was refused"
+    assert "geniusTOKEN123" not in str(NetError("Genius said: bad token geniusTOKEN123"))
+
+    def step(item_id, value):
+        raise ValueError(f"Genius refused token geniusTOKEN123 for {value}")
+
+    progress = tmp_path / "p.jsonl"
+    with caplog.at_level(logging.WARNING):
+        assert run_resumable([("1", "x")], step, ProgressLog(progress), show_progress=False)["failed"] == 1
+    assert "geniusTOKEN123" not in progress.read_text() and "geniusTOKEN123" not in caplog.text
+    assert "***" in progress.read_text()
+
+
 def test_net_error_message_is_redacted(monkeypatch):
     monkeypatch.setenv("GENIUS_ACCESS_TOKEN", "tok_SECRET_555")
     err = NetError("HTTP 500 at https://api.genius.com/search?access_token=tok_SECRET_555")
@@ -45,6 +66,100 @@ def test_web_client_without_key_fails_before_any_request(monkeypatch):
     monkeypatch.delenv("YOUTUBE_API_KEY", raising=False)
     with pytest.raises(RuntimeError, match="YOUTUBE_API_KEY"):
         net_clients.WebClient().video_titles(["dQw4w9WgXcQ"])
+
+
+# ------------------------------------------------------------------ keys never leave through requests / urllib3
+KEY, TOKEN = "AIzaLOCAL-test-key-0042", "GeniusLOCALtoken77"
+
+
+@contextlib.contextmanager
+def _local_youtube(monkeypatch, redirect_scheme: str | None = None):
+    """A stand-in for the YouTube videos endpoint on 127.0.0.1 (no network needed).
+
+    It answers one title per requested id, or -- with ``redirect_scheme`` -- redirects to
+    ``<scheme>://example.invalid<path and query>``, so the redirect carries the key. Yields
+    the list of query strings it received."""
+    received: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            received.append(self.path.partition("?")[2])
+            if redirect_scheme:
+                self.send_response(302)
+                self.send_header("Location", f"{redirect_scheme}://example.invalid{self.path}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = json.dumps({"items": [{"id": "abcdefghijk", "snippet": {"title": "A - B"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("YOUTUBE_API_KEY", KEY + "\n")
+    monkeypatch.setattr(net_clients, "YOUTUBE_VIDEOS_URL", f"http://127.0.0.1:{server.server_address[1]}/videos")
+    try:
+        yield received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def _assert_no_key_in_exception(err: BaseException, key: str) -> None:
+    """Neither the message, args, chained exceptions nor the locals of the library's frames hold ``key``."""
+    trace = traceback.TracebackException.from_exception(err, capture_locals=True)
+    library_locals = [frame.locals for frame in trace.stack if frame.filename != __file__]
+    assert library_locals                                # the frames that raised were captured
+    assert key not in repr(library_locals) and key not in "".join(trace.format_exception_only())
+    assert key not in repr(err) and key not in repr(err.args)
+    assert err.__cause__ is None and err.__context__ is None
+
+
+def test_redirect_to_an_unsupported_scheme_raises_a_redacted_net_error(monkeypatch):
+    with (_local_youtube(monkeypatch, redirect_scheme="weird") as received,
+          pytest.raises(NetError, match="InvalidSchema") as info):
+        net_clients.WebClient(timeout=5).video_titles(["abcdefghijk"])
+    assert f"key={KEY}&" in received[0]                  # the key (stripped) did go to the server ...
+    assert "key=***" in str(info.value) and not info.value.retryable
+    _assert_no_key_in_exception(info.value, KEY)        # ... and comes back nowhere
+
+
+def test_genius_request_failure_raises_a_redacted_net_error(monkeypatch):
+    import requests
+
+    monkeypatch.setenv("GENIUS_ACCESS_TOKEN", TOKEN + "\n")
+
+    class Genius:
+        def search_song(self, title, artist):
+            raise requests.exceptions.InvalidSchema(f"No connection adapters were found for 'weird://x/{TOKEN}/s'")
+
+    client = net_clients.WebClient()
+    client._genius = Genius()
+    with pytest.raises(NetError, match="InvalidSchema") as info:
+        client.search_song("X", "Y")
+    _assert_no_key_in_exception(info.value, TOKEN)
+
+
+def test_urllib3_debug_log_holds_no_key(monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    with _local_youtube(monkeypatch):
+        assert net_clients.WebClient(timeout=5).video_titles(["abcdefghijk"]) == {"abcdefghijk": "A - B"}
+    logging.getLogger("urllib3.util.retry").debug("retry %s", f"/videos?key={KEY}", exc_info=OSError(KEY))
+    records = [r for r in caplog.records if r.name.startswith("urllib3")]
+    assert any("key=***" in r.getMessage() for r in records if r.name == "urllib3.connectionpool")
+    assert KEY not in caplog.text and all(KEY not in f"{r.msg} {r.args} {r.exc_text}" for r in records)
 
 
 # ------------------------------------------------------------------ retries and rate limits

@@ -7,19 +7,23 @@ and skip when it is unset (``MUSICLIME_PUBLISHED_DIR=... python -m pytest -m pub
 """
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import pickletools
+import re
+import struct
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from published_fixtures import AUTHORS_GLOBALS, PROTOCOL, class_index
+from published_fixtures import (AUTHORS_GLOBALS, PROTOCOL, class_index, default_dict_of_float, default_dict_of_int,
+                                dump_authors_pickle)
 from utils.results import published
-from utils.results.published import (PUBLISHED_PAIRS, TASK_CLASSES, UnsafePickleError, load_published,
-                             load_published_pair, resolve_published_file, restricted_load)
+from utils.results.published import (PUBLISHED_PAIRS, TASK_CLASSES, MalformedPickleError, UnsafePickleError,
+                                     load_published, load_published_pair, resolve_published_file, restricted_load)
 
 POP_VOCALS = [0.073, 0.055, 0.058, 0.051, 0.064, 0.065, 0.067, 0.044, 0.056, 0.061]
 ANGRY_OTHER = [0.057, 0.037, 0.032, 0.027, 0.025, 0.018, 0.025, 0.031, 0.038, 0.054]
@@ -174,6 +178,61 @@ def test_plain_dict_pickles_and_mismatches(tmp_path):
         load_published_pair("missing.pkl", "c.pkl", source=tmp_path)
     with pytest.raises(ValueError, match="unknown published pair"):
         load_published("no_such_pair", tmp_path)
+
+
+TIB = 2**40
+
+
+@pytest.mark.parametrize("opcode", [pickle.BINBYTES8, pickle.BINUNICODE8, pickle.BYTEARRAY8, pickle.FRAME])
+def test_a_length_claim_of_a_tebibyte_is_refused_naming_the_file(published_fixture, tmp_path, opcode):
+    # an authors-format file with, just before its first feature name, an opcode announcing 1 TiB
+    good = (published_fixture.directory / "audio_genre_feature_weights.pkl").read_bytes()
+    at = next(pos for op, arg, pos in pickletools.genops(good) if op.name == "SHORT_BINUNICODE" and arg == "vocals0")
+    path = tmp_path / "audio_genre_feature_weights.pkl"
+    path.write_bytes(good[:at] + opcode + struct.pack("<Q", TIB) + good[at:])
+    (tmp_path / "c.pkl").write_bytes(pickle.dumps({0: {"vocals0": 1}}))
+    with pytest.raises(ValueError, match=re.escape(str(path))) as info:     # not a MemoryError
+        restricted_load(path)
+    assert isinstance(info.value, MalformedPickleError) and str(TIB) in str(info.value)
+    with pytest.raises(MalformedPickleError, match=re.escape(str(path))):
+        load_published_pair(path.name, "c.pkl", source=tmp_path)
+
+
+def test_a_file_over_the_size_limit_is_refused_naming_the_file(published_fixture, tmp_path, monkeypatch):
+    path = published_fixture.directory / "audio_genre_feature_weights.pkl"
+    size = path.stat().st_size
+    assert restricted_load(path, max_bytes=size)                     # at the limit: read
+    with pytest.raises(MalformedPickleError, match=f"{re.escape(str(path))}: {size} bytes.*{size - 1}-byte limit"):
+        restricted_load(path, max_bytes=size - 1)
+    monkeypatch.setattr(published, "MAX_PUBLISHED_BYTES", size - 1)  # a download is bounded too
+    cache = tmp_path / "cache"
+    with pytest.raises(OSError, match="audio_genre_feature_weights.pkl: over the"):
+        resolve_published_file(path.name, published_fixture.directory.as_uri(), cache_dir=cache)
+    assert not list(cache.rglob("*.pkl"))
+
+
+def _write_authors_pair(directory, weights: dict, counts: dict) -> None:
+    """W and C files ``w.pkl`` / ``c.pkl`` in the authors' format (nested defaultdicts, protocol 4)."""
+    for name, values, factory in (("w.pkl", weights, default_dict_of_float), ("c.pkl", counts, default_dict_of_int)):
+        outer = collections.defaultdict(factory)
+        for cls, features in values.items():
+            outer[cls].update(features)
+        dump_authors_pickle(outer, directory / name)
+
+
+@pytest.mark.parametrize("file, bad, why", [
+    ("w.pkl", np.float64("nan"), "not finite"), ("w.pkl", float("inf"), "not finite"),
+    ("w.pkl", np.float64("-inf"), "not finite"), ("c.pkl", float("nan"), "not finite"),
+    ("c.pkl", np.float64("inf"), "not finite"), ("c.pkl", 2.5, "not a whole count"),
+])
+def test_nan_inf_and_fractional_counts_are_refused_naming_file_and_key(tmp_path, file, bad, why):
+    weights = {0: {"vocals0": np.float64(0.5), "love": 0.25}, 1: {"vocals0": np.float64(0.1)}}
+    counts = {0: {"vocals0": 2, "love": 1}, 1: {"vocals0": 1}}
+    (weights if file == "w.pkl" else counts)[1]["vocals0"] = bad
+    _write_authors_pair(tmp_path, weights, counts)
+    where = re.escape(f"{tmp_path / file}: class 1, feature 'vocals0'")
+    with pytest.raises(ValueError, match=f"{where}: value .* {why}"):
+        load_published_pair("w.pkl", "c.pkl", source=tmp_path)
 
 
 def test_download_from_file_url_into_cache(published_fixture, tmp_path, monkeypatch):

@@ -4,7 +4,9 @@ The clients themselves (the one network interface, :class:`~utils.dataset_relate
 for the real services and :class:`~utils.dataset_related.net_clients.FakeClient` for tests and CI)
 live in :mod:`utils.dataset_related.net_clients`. Around them, plain helpers:
 
-* :func:`redact` -- removes API keys / tokens from any text before it is logged or stored;
+* :func:`redact` -- removes API keys / tokens (stripped, and URL-encoded) from any text before
+  it is logged, raised or stored; :func:`protect_http_logs` -- the same for the records of
+  urllib3 / requests / lyricsgenius (urllib3 logs request URLs, keys included, at DEBUG);
 * :class:`RateLimiter` -- a minimum interval between calls to one service;
 * :class:`RetryPolicy` -- retries with exponential backoff on retryable :class:`NetError`
   (HTTP 429, 5xx, timeouts, connection errors), honouring ``Retry-After``;
@@ -23,6 +25,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -42,31 +45,91 @@ _SECRET_PATTERNS = (
 )
 
 
+_KNOWN_SECRETS: set[str] = set()
+"""Every key :func:`secret_from_env` has handed out (stripped): redacted even if the
+environment changes later."""
+
+HTTP_LOGGERS: tuple[str, ...] = ("urllib3", "requests", "lyricsgenius")
+"""Third-party loggers (and their children) whose records :func:`protect_http_logs` redacts:
+urllib3 logs every request line, query string (``key=...``) included, at DEBUG."""
+
+
+def _secret_forms(value: str) -> set[str]:
+    """``value`` stripped, plus its percent-encoded forms as they appear in URLs."""
+    value = value.strip()
+    if len(value) < 4:
+        return set()
+    return {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}
+
+
 def redact(text: Any, secrets: Iterable[str] = ()) -> str:
     """``str(text)`` with API keys and tokens replaced by ``***``.
 
-    Removes the current values of :data:`SECRET_ENV_VARS` (and of ``secrets``) wherever
-    they appear, and anything that looks like ``key=...``, ``token=...``,
+    Removes the current values of :data:`SECRET_ENV_VARS`, every key returned by
+    :func:`secret_from_env` and ``secrets`` -- each stripped of surrounding whitespace (an
+    exported ``"abc123\\n"`` is used, and redacted, as ``abc123``) and in its URL-encoded
+    forms -- wherever they appear, and anything that looks like ``key=...``, ``token=...``,
     ``access_token=...`` or ``Bearer ...``.
     """
     out = str(text)
-    values = [os.environ.get(name, "") for name in SECRET_ENV_VARS] + list(secrets)
-    for value in values:
-        if value and len(value) >= 4:
-            out = out.replace(value, "***")
+    values = [os.environ.get(name, "") for name in SECRET_ENV_VARS] + sorted(_KNOWN_SECRETS) + list(secrets)
+    forms = set().union(*(_secret_forms(str(v)) for v in values)) if values else set()
+    for form in sorted(forms, key=len, reverse=True):
+        out = out.replace(form, "***")
     for pattern, replacement in _SECRET_PATTERNS:
         out = pattern.sub(replacement, out)
     return out
 
 
 def secret_from_env(name: str) -> str:
-    """The value of environment variable ``name``; a clear error (naming it) if unset."""
+    """The value of environment variable ``name``, stripped of surrounding whitespace.
+
+    The value is remembered, so :func:`redact` removes it from any later text. A clear error
+    (naming the variable) if it is unset or blank.
+    """
     value = os.environ.get(name, "").strip()
     if not value:
         raise RuntimeError(
             f"environment variable {name} is not set; export it before running the network "
             "steps (keys are read only from the environment, never from files or notebooks)")
+    _KNOWN_SECRETS.add(value)
     return value
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that passes every record, with secrets redacted (:func:`redact`)
+    from its message, arguments, exception text and stack text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record: keep what it holds, redacted
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = redact(message), ()
+        if record.exc_info:
+            record.exc_text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+def protect_http_logs(prefixes: Iterable[str] = HTTP_LOGGERS) -> None:
+    """Install one :class:`RedactingFilter` on every existing logger under ``prefixes``.
+
+    A logger's filters apply only to records created on that very logger, so each module
+    logger (``urllib3.connectionpool``, ...) gets its own; call this after importing the
+    library (idempotent). :class:`~utils.dataset_related.net_clients.WebClient` does.
+    """
+    prefixes = tuple(prefixes)
+    names = set(prefixes) | {name for name in logging.Logger.manager.loggerDict
+                             if name.startswith(tuple(p + "." for p in prefixes))}
+    for name in sorted(names):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
 
 
 # ------------------------------------------------------------------ errors, rate, retries

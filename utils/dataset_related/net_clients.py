@@ -26,9 +26,9 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from utils.dataset_related.net import NetError, QuotaExceeded, error_for_status, redact, secret_from_env
+from utils.dataset_related.net import NetError, QuotaExceeded, error_for_status, protect_http_logs, redact, secret_from_env
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ class WebClient:
     Each service is checked lazily, on first use, with a clear error naming what is
     missing (environment variable, package or executable). Calls have timeouts; errors
     become :class:`NetError` with the HTTP status, so :class:`RetryPolicy` can retry them.
+    Keys never leave in clear: errors are redacted and chain no ``requests`` exception, and
+    the urllib3 / requests / lyricsgenius loggers are filtered (:func:`protect_http_logs`).
 
     Parameters
     ----------
@@ -88,25 +90,38 @@ class WebClient:
         self.sample_rate = sample_rate
         self._genius = None
         self._session = None
+        import requests  # noqa: F401 -- imports urllib3, whose loggers protect_http_logs filters
+
+        protect_http_logs()
 
     # -- YouTube
-    def video_titles(self, video_ids: list[str]) -> dict[str, str]:
-        """Titles of up to 50 videos by id (one ``videos.list`` call, 1 quota unit)."""
-        if len(video_ids) > YOUTUBE_MAX_IDS:
-            raise ValueError(f"at most {YOUTUBE_MAX_IDS} ids per call, got {len(video_ids)}")
+    def _youtube_get(self, video_ids: list[str]) -> tuple[Any, NetError | None]:
+        """``(response, None)`` or ``(None, NetError)``: the one place the key is in a local
+        variable, so a failure raised by the caller carries neither the key in a frame nor
+        the ``requests`` exception (whose message holds the URL, key included) as context."""
         import requests
 
         key = secret_from_env("YOUTUBE_API_KEY")
         if self._session is None:
             self._session = requests.Session()
+            protect_http_logs()     # loggers of urllib3 modules imported since __init__
         params = {"part": "snippet", "id": ",".join(video_ids), "key": key,
                   "maxResults": YOUTUBE_MAX_IDS}
         try:
-            resp = self._session.get(YOUTUBE_VIDEOS_URL, params=params, timeout=self.timeout)
-        except requests.Timeout as err:
-            raise NetError(f"YouTube timeout: {err}", retryable=True) from None
-        except requests.ConnectionError as err:
-            raise NetError(f"YouTube connection error: {err}", retryable=True) from None
+            return self._session.get(YOUTUBE_VIDEOS_URL, params=params, timeout=self.timeout), None
+        except requests.RequestException as err:
+            return None, request_failure("YouTube", err)
+
+    def video_titles(self, video_ids: list[str]) -> dict[str, str]:
+        """Titles of up to 50 videos by id (one ``videos.list`` call, 1 quota unit).
+
+        Any ``requests`` failure (timeout, dropped connection, a redirect to an unsupported
+        scheme, ...) becomes a redacted :class:`NetError` with no chained exception."""
+        if len(video_ids) > YOUTUBE_MAX_IDS:
+            raise ValueError(f"at most {YOUTUBE_MAX_IDS} ids per call, got {len(video_ids)}")
+        resp, failure = self._youtube_get(video_ids)
+        if failure is not None:
+            raise failure
         if resp.status_code != 200:
             reason = resp.text[:300]
             status = resp.status_code
@@ -123,30 +138,34 @@ class WebClient:
             except ImportError:
                 raise ImportError("lyrics fetching needs the optional package 'lyricsgenius' "
                                   "(pip install lyricsgenius)") from None
+            protect_http_logs()
             self._genius = lyricsgenius.Genius(
                 secret_from_env("GENIUS_ACCESS_TOKEN"), timeout=int(self.timeout), retries=0,
                 verbose=False, skip_non_songs=True, remove_section_headers=False)
         return self._genius
+
+    def _genius_search(self, artist: str, title: str) -> tuple[Any, NetError | None]:
+        """``(song or None, None)`` or ``(None, NetError)`` (see :meth:`_youtube_get`)."""
+        import requests
+
+        genius = self._genius_client()
+        try:
+            return genius.search_song(title, artist), None
+        except (requests.RequestException, AssertionError) as err:
+            # lyricsgenius raises HTTPError(status, text) or AssertionError("Unexpected
+            # response status code: 429 ...") for non-200 answers
+            return None, request_failure("Genius", err)
 
     def search_song(self, artist: str, title: str) -> dict | None:
         """Genius' best match for (artist, title): ``{"artist", "title", "lyrics"}`` or None.
 
         A match whose lyrics page gave no text raises a non-retryable :class:`NetError`
         (recorded as failed, so a later run tries again: Genius answers rate-limited page
-        requests with pages that hold no lyrics)."""
-        import requests
-
-        genius = self._genius_client()
-        try:
-            song = genius.search_song(title, artist)
-        except requests.Timeout as err:
-            raise NetError(f"Genius timeout: {err}", retryable=True) from None
-        except requests.ConnectionError as err:
-            raise NetError(f"Genius connection error: {err}", retryable=True) from None
-        except (requests.HTTPError, AssertionError) as err:
-            # lyricsgenius raises HTTPError(status, text) or AssertionError("Unexpected
-            # response status code: 429 ...") for non-200 answers
-            raise _genius_error(err) from None
+        requests with pages that hold no lyrics). Request failures are redacted
+        :class:`NetError` with no chained exception."""
+        song, failure = self._genius_search(artist, title)
+        if failure is not None:
+            raise failure
         if song is None:
             return None
         lyrics = str(song.lyrics or "")
@@ -203,6 +222,24 @@ class WebClient:
                                   timeout=self.download_timeout)
             if proc.returncode != 0:
                 raise NetError(f"ffmpeg cut failed for {video_id}: {proc.stderr.strip()[-400:]}")
+
+
+def request_failure(service: str, err: Exception) -> NetError:
+    """The :class:`NetError` for a failed ``requests`` call to ``service`` (message redacted).
+
+    Timeouts, dropped connections and broken chunked answers are retryable; an HTTP error
+    carries its status (:func:`_genius_error`); anything else (an invalid URL, a redirect to
+    an unsupported scheme, too many redirects, ...) is not retryable.
+    """
+    import requests
+
+    if isinstance(err, requests.Timeout):
+        return NetError(f"{service} timeout: {err}", retryable=True)
+    if isinstance(err, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        return NetError(f"{service} connection error: {err}", retryable=True)
+    if isinstance(err, (requests.HTTPError, AssertionError)):
+        return _genius_error(err) if service == "Genius" else NetError(f"{service}: {err}")
+    return NetError(f"{service} request failed ({type(err).__name__}): {err}")
 
 
 def _genius_error(err: Exception) -> NetError:

@@ -5,6 +5,7 @@ Modules:
 * ``figures`` -- heatmaps, bars and share bars from a measures table; :func:`regenerate_paper_figures`;
 * ``word_maps`` -- lyric words placed by their embeddings, marker and colour = class;
 * ``published`` -- the authors' published W / C pickles, unpickled safely, as measures tables;
+* ``published_pickle`` -- the restricted unpickler and the size / structure / value checks behind it;
 * ``run_figures`` -- classes and word embeddings for the figures of our own global runs.
 
 Every ``plot_*`` takes ``save_path`` and saves through :func:`utils.plotting.save_figure`.

@@ -9,46 +9,36 @@ The MusicLIME authors published, per task and model, two pickles under
   components.
 
 Each file is a pickled ``collections.defaultdict`` (class index -> ``defaultdict`` (feature name ->
-float | int)) whose outer factory was a function of the authors' notebook (``__main__``), so a
-plain ``pickle.load`` fails outside it -- and a plain ``pickle.load`` of a downloaded file can run
-arbitrary code. :class:`RestrictedUnpickler` therefore resolves only the globals those pickles
-reference (checked with ``pickletools``):
-
-==============================================  ==========================================
-global in the pickle                            what we give it
-==============================================  ==========================================
-``collections.defaultdict``                     ``collections.defaultdict``
-``__main__.default_dict_of_float`` / ``_int``   :func:`default_dict_of_float` / ``_int``
-``builtins.float`` / ``builtins.int``           inner ``defaultdict`` factories
-``numpy.core.multiarray.scalar``                numpy scalar reconstruction, non-object dtypes
-(``numpy._core.multiarray.scalar``)             only
-``numpy.dtype``                                 ``numpy.dtype``, non-object kinds only
-==============================================  ==========================================
-
-Anything else raises :class:`UnsafePickleError` naming ``module.name`` and the file, from
-``find_class`` -- i.e. before the object it would build is called.
+float | int)) whose outer factory was a function of the authors' notebook (``__main__``). They
+are read with :func:`~utils.results.published_pickle.restricted_load` (never a plain
+``pickle.load``, which could run arbitrary code): only an allow-list of globals, files up to
+:data:`MAX_PUBLISHED_BYTES`, every length claim checked before unpickling (see
+:mod:`utils.results.published_pickle`).
 
 ``load_published_pair`` returns plain ``dict`` s with ``int`` class indices, ``str`` feature
-names and python ``float`` / ``int`` values, ready for :func:`utils.musiclime.aggregate.measures`.
+names and finite python ``float`` / ``int`` values (NaN, inf and non-integral counts are
+refused, naming file, class and feature), ready for :func:`utils.musiclime.aggregate.measures`.
 """
 from __future__ import annotations
 
-import collections
 import hashlib
-import io
 import os
-import pickle
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
-
-import numpy as np
 
 from utils.config import AUDIOSET_GENRES, EMOTIONS, GENRES
 from utils.io import atomic_write
+from utils.results.published_pickle import (ALLOWED_GLOBALS, MAX_PUBLISHED_BYTES, MalformedPickleError,
+                                            RestrictedUnpickler, UnsafePickleError, default_dict_of_float,
+                                            default_dict_of_int, restricted_load, to_plain)
+
+__all__ = ["ALLOWED_GLOBALS", "DEFAULT_CACHE_DIR", "MAX_PUBLISHED_BYTES", "PUBLISHED_PAIRS", "SOURCE_URL_PATTERN",
+           "TASK_CLASSES", "MalformedPickleError", "PublishedPair", "RestrictedUnpickler", "UnsafePickleError",
+           "default_dict_of_float", "default_dict_of_int", "fetch_published", "fetch_url", "load_published",
+           "load_published_pair", "load_published_table", "resolve_published_file", "restricted_load"]
 
 # ---------------------------------------------------------------- what the files are
 SOURCE_URL_PATTERN = (
@@ -117,131 +107,6 @@ PUBLISHED_PAIRS: dict[str, PublishedPair] = {p.key: p for p in [
 """The eleven published pairs (same content as the reference MANIFEST, no file needed)."""
 
 
-# ---------------------------------------------------------------- restricted unpickling
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle referenced a global outside the allow-list (nothing was executed)."""
-
-
-def default_dict_of_float() -> collections.defaultdict:
-    """Stand-in for the authors' ``__main__.default_dict_of_float``."""
-    return collections.defaultdict(float)
-
-
-def default_dict_of_int() -> collections.defaultdict:
-    """Stand-in for the authors' ``__main__.default_dict_of_int``."""
-    return collections.defaultdict(int)
-
-
-_SAFE_DTYPE_KINDS = set("biufcUS")   # bool, ints, floats, complex, unicode and byte strings
-
-
-def _check_dtype(dt: np.dtype) -> np.dtype:
-    if not isinstance(dt, np.dtype) or dt.hasobject or dt.kind not in _SAFE_DTYPE_KINDS or dt.fields:
-        raise UnsafePickleError(f"refused numpy dtype {dt!r} (only plain numeric / string dtypes)")
-    return dt
-
-
-def _safe_dtype(spec, align: bool = False, copy: bool = False) -> np.dtype:
-    """``numpy.dtype`` restricted to plain numeric and string dtypes (no object dtype)."""
-    if not isinstance(spec, str):
-        raise UnsafePickleError(f"refused numpy dtype spec {spec!r} (only dtype strings)")
-    return _check_dtype(np.dtype(spec, align, copy))
-
-
-def _numpy_scalar_function():
-    try:
-        from numpy._core.multiarray import scalar  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import scalar
-    return scalar
-
-
-_NUMPY_SCALAR = _numpy_scalar_function()
-
-
-def _safe_scalar(dtype: np.dtype, data: bytes = None):
-    """Rebuild a numpy scalar from its dtype and raw bytes (object dtypes refused)."""
-    _check_dtype(dtype)
-    if not isinstance(data, bytes):
-        raise UnsafePickleError(f"refused numpy scalar payload of type {type(data).__name__}")
-    return _NUMPY_SCALAR(dtype, data)
-
-
-ALLOWED_GLOBALS: dict[tuple[str, str], object] = {
-    ("collections", "defaultdict"): collections.defaultdict,
-    ("__main__", "default_dict_of_float"): default_dict_of_float,
-    ("__main__", "default_dict_of_int"): default_dict_of_int,
-    ("builtins", "float"): float,
-    ("builtins", "int"): int,
-    ("builtins", "str"): str,
-    ("numpy.core.multiarray", "scalar"): _safe_scalar,
-    ("numpy._core.multiarray", "scalar"): _safe_scalar,
-    ("numpy", "dtype"): _safe_dtype,
-}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` that resolves only :data:`ALLOWED_GLOBALS`.
-
-    Parameters
-    ----------
-    file : binary file object
-    source_name : str
-        Shown in error messages (normally the file path).
-    """
-
-    def __init__(self, file, source_name: str = "<pickle>"):
-        super().__init__(file)
-        self.source_name = source_name
-
-    def find_class(self, module: str, name: str):
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"{self.source_name}: refused global {module}.{name}; a published aggregate may only "
-                f"reference {sorted(m + '.' + n for m, n in ALLOWED_GLOBALS)}"
-            ) from None
-
-    def persistent_load(self, pid):
-        raise UnsafePickleError(f"{self.source_name}: refused persistent id {pid!r}")
-
-
-def restricted_load(path: str | os.PathLike) -> object:
-    """Unpickle ``path`` with :class:`RestrictedUnpickler` (raises before running anything unsafe)."""
-    path = Path(path)
-    data = path.read_bytes()
-    try:
-        return RestrictedUnpickler(io.BytesIO(data), source_name=str(path)).load()
-    except UnsafePickleError as err:
-        if str(path) in str(err):
-            raise
-        raise UnsafePickleError(f"{path}: {err}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
-        raise pickle.UnpicklingError(f"{path}: not a readable aggregate pickle ({err})") from err
-
-
-def _to_plain(obj: object, path: Path, value_type: type) -> dict[int, dict[str, float | int]]:
-    """``defaultdict`` of ``defaultdict`` with numpy scalars -> plain nested dicts."""
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a mapping class -> features, got {type(obj).__name__}")
-    plain: dict[int, dict[str, float | int]] = {}
-    for cls, features in obj.items():
-        if isinstance(cls, (bool, np.bool_)) or not isinstance(cls, (int, np.integer)):
-            raise ValueError(f"{path}: class key {cls!r} is not an integer class index")
-        if not isinstance(features, Mapping):
-            raise ValueError(f"{path}: class {cls} maps to {type(features).__name__}, not a mapping")
-        inner: dict[str, float | int] = {}
-        for name, value in features.items():
-            if not isinstance(name, str):
-                raise ValueError(f"{path}: class {cls}: feature name {name!r} is not a string")
-            if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
-                raise ValueError(f"{path}: class {cls}, feature {name!r}: value {value!r} is not a number")
-            inner[str(name)] = value_type(value)
-        plain[int(cls)] = inner
-    return plain
-
-
 # ---------------------------------------------------------------- finding the files
 def _is_url(source: str | os.PathLike) -> bool:
     return isinstance(source, str) and "://" in source
@@ -260,16 +125,20 @@ def fetch_url(url: str, destination: Path, timeout: float = 60.0) -> Path:
     Raises
     ------
     OSError
-        Naming the URL when the download fails or times out (``timeout`` in seconds).
+        Naming the URL when the download fails or times out (``timeout`` in seconds), or when it
+        is larger than :data:`MAX_PUBLISHED_BYTES` (nothing is saved then).
     """
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            payload = response.read()
+            payload = response.read(MAX_PUBLISHED_BYTES + 1)
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise OSError(
             f"could not download {url} ({err}); pass source=<local directory holding the pickles> "
             f"to work offline"
         ) from err
+    if len(payload) > MAX_PUBLISHED_BYTES:
+        raise OSError(f"{url}: over the {MAX_PUBLISHED_BYTES}-byte limit for a published aggregate "
+                      "(MAX_PUBLISHED_BYTES); not saved")
     atomic_write(destination, payload)
     return destination
 
@@ -344,8 +213,8 @@ def load_published_pair(weights_file: str, counts_file: str, source: str | os.Pa
     """
     w_path = resolve_published_file(weights_file, source, cache_dir, timeout)
     c_path = resolve_published_file(counts_file, source, cache_dir, timeout)
-    weights = _to_plain(restricted_load(w_path), w_path, float)
-    counts = _to_plain(restricted_load(c_path), c_path, int)
+    weights = to_plain(restricted_load(w_path), w_path, float)
+    counts = to_plain(restricted_load(c_path), c_path, int)
     if set(weights) != set(counts):
         raise ValueError(f"{w_path} and {c_path} hold different classes: {sorted(weights)} vs {sorted(counts)}")
     for cls in weights:
