@@ -11,17 +11,93 @@ mechanisms, so a fix made here holds everywhere:
   leaves at most a torn last line, which :func:`read_jsonl` drops (and, with ``repair``,
   truncates away) so that the next append starts on a clean line. A file that holds no record
   at all is refused, never truncated: repair only ever trims the torn end of a records file.
+
+Ids are data, not paths: :data:`SAFE_ID` is the one pattern every song / segment id must match
+(:func:`check_id`, wherever an id is read), and :func:`id_path` is the one way an id becomes a
+file name (``<folder>/<id><suffix>``, checked to stay inside ``folder``).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 PART_SUFFIX = ".part"
+
+SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""The one pattern of a song / segment id (matched whole): 1-64 ASCII letters, digits, ``_``, ``-``.
+
+It covers every id the project meets: Music4All / M4A ids (``0009fFIM1eYThaPg``), the synthetic
+corpus's 16-character ids, YouTube ids (11 characters with ``-`` and ``_``) and AudioSet segment
+ids (``<YouTube id>_<start ms>``). No separator, no dot, nothing that a path could interpret."""
+
+
+def is_safe_id(value: Any) -> bool:
+    """True when ``value`` is a str that matches :data:`SAFE_ID` whole."""
+    return isinstance(value, str) and SAFE_ID.fullmatch(value) is not None
+
+
+def check_id(value: Any, source: str) -> str:
+    """``value`` when it is a safe id (:data:`SAFE_ID`); else a ``ValueError`` naming it and its source.
+
+    Parameters
+    ----------
+    value : Any
+        The id as read (a str for a valid one).
+    source : str
+        Where it was read, for the message: ``"<file>:<line>"``, ``"--song"``, ``"item 3"``.
+
+    Returns
+    -------
+    str
+        ``value``, unchanged.
+
+    Raises
+    ------
+    ValueError
+        ``"<source>: id '<value>' is not a safe id ..."``.
+    """
+    if not is_safe_id(value):
+        raise ValueError(f"{source}: id {value!r} is not a safe id (1-64 ASCII letters, digits, '_' or '-'; "
+                         "ids are names, not paths)")
+    return value
+
+
+def id_path(folder: str | os.PathLike, song_id: str, suffix: str = "", source: str = "id") -> Path:
+    """``<folder>/<song_id><suffix>``, refused unless the id is safe and the path stays in ``folder``.
+
+    Defence in depth: besides :func:`check_id`, the joined path is normalised against the
+    resolved ``folder`` and must be a direct child of it (a suffix holding a separator is refused
+    too). The file itself is not resolved, so a corpus may keep its files as symbolic links.
+
+    Parameters
+    ----------
+    folder : path
+        The folder the file belongs in (``<corpus>/features``, ``<corpus>/audio``, ...).
+    song_id : str
+        The id (checked with :func:`check_id`).
+    suffix : str
+        Appended to the id: ``".npy"``, ``".wav"``, ``""`` for a folder of its own.
+    source : str
+        Where the id came from, for the message.
+
+    Returns
+    -------
+    Path
+        ``Path(folder) / (song_id + suffix)``.
+    """
+    check_id(song_id, source)
+    name = f"{song_id}{suffix}"
+    if any(sep in suffix for sep in ("/", "\\", os.sep)) or "\x00" in suffix:
+        raise ValueError(f"{source}: id {song_id!r}: suffix {suffix!r} holds a path separator")
+    base = Path(folder).resolve()
+    if Path(os.path.normpath(base / name)).parent != base:
+        raise ValueError(f"{source}: id {song_id!r}: {name!r} would leave the folder {folder}")
+    return Path(folder) / name
 
 
 def part_path(path: str | os.PathLike) -> Path:

@@ -31,7 +31,7 @@ from utils.dataset_related.corpus import (DEFAULT_FRACTIONS, BuildReport, Filter
                                           stratified_split, write_clip)
 from utils.dataset_related.net import ProgressLog, RateLimiter, RetryPolicy, checked_download, run_resumable
 from utils.dataset_related.net_clients import Client, FakeClient, WebClient
-from utils.io import atomic_write
+from utils.io import atomic_write, check_id, id_path
 
 
 def make_client(kind: str = "web", canned_path: str | Path | None = None,
@@ -69,15 +69,20 @@ def download_segments(segments: pd.DataFrame, client: Client, corpus_dir: str | 
     """Download each segment to ``work_dir/segments/<id>.wav`` (via ``.part``, checked:
     readable and at least ``min_fraction`` of the segment long) and cut the model clip to
     ``corpus_dir/audio/<id>.wav``. Broken or partial downloads are deleted and marked
-    ``failed`` (retried on the next run); a partial download never counts as done."""
+    ``failed`` (retried on the next run); a partial download never counts as done.
+
+    Every segment id must be a safe name (:func:`utils.io.check_id`): one that is not raises
+    ``ValueError`` naming it before anything is downloaded or written."""
+    for seg_id in segments["id"]:
+        check_id(seg_id, "download_segments: segments['id']")
     prof = as_profile(profile)
     sr, clip_seconds = prof.audio.sample_rate, prof.audio.clip_seconds
     corpus_dir, work_dir = Path(corpus_dir), Path(work_dir)
 
     def step(seg_id: str, row: tuple[str, float, float]) -> dict:
         youtube_id, start, end = row
-        segment_path = work_dir / "segments" / f"{seg_id}.wav"
-        clip_path = corpus_dir / "audio" / f"{seg_id}.wav"
+        segment_path = id_path(work_dir / "segments", seg_id, ".wav")
+        clip_path = id_path(corpus_dir / "audio", seg_id, ".wav")
         if not segment_path.exists():
             checked_download(
                 segment_path,

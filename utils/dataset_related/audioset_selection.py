@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
@@ -21,6 +20,7 @@ import pandas as pd
 
 from utils.config import AUDIOSET_GENRES
 from utils.dataset_related.corpus import FilterCounts
+from utils.io import is_safe_id
 
 TARGET_CLASSES: dict[str, str] = {
     "Hip hop music": "hip hop",
@@ -38,7 +38,13 @@ TARGET_CLASSES: dict[str, str] = {
 the most specific target wins, so Heavy metal (a child of Rock music) is split out of rock."""
 
 GENRE_ROOT = "Music genre"
-_YTID = re.compile(r"^[A-Za-z0-9_-]{11}$")
+YOUTUBE_ID_LENGTH = 11
+"""A YouTube video id: a safe id (:data:`utils.io.SAFE_ID`) of exactly this many characters."""
+
+
+def is_youtube_id(value: object) -> bool:
+    """True for a YouTube video id: a safe id (:func:`utils.io.is_safe_id`) of :data:`YOUTUBE_ID_LENGTH` characters."""
+    return is_safe_id(value) and len(value) == YOUTUBE_ID_LENGTH
 
 
 # ================================================================== segments and ontology
@@ -67,7 +73,7 @@ def read_segments(paths: str | Path | Iterable[str | Path]) -> tuple[pd.DataFram
                     bad.append(f"{where}: {len(fields)} fields")
                     continue
                 ytid, start, end, labels = (f.strip() for f in fields)
-                if not _YTID.match(ytid):
+                if not is_youtube_id(ytid):
                     bad.append(f"{where}: bad YouTube id {ytid!r}")
                     continue
                 try:

@@ -27,15 +27,13 @@ import numpy as np
 import pandas as pd
 
 from utils.config import SPLITS, Profile, get_profile
-from utils.io import atomic_path, atomic_write
+from utils.io import atomic_path, atomic_write, id_path
 
 log = logging.getLogger(__name__)
 
 SCHEMA_COLUMNS: tuple[str, ...] = ("id", "lyrics", "primary_short", "emotion", "valence", "energy")
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 OTHER = "other"
-SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-"""A song id that is safe as a file name."""
 
 
 def as_profile(profile: str | Profile) -> Profile:
@@ -336,13 +334,13 @@ def cut_clips(ids: list[str], audio_dir: Path, out_dir: Path, profile: Profile, 
     sr, clip_seconds = profile.audio.sample_rate, profile.audio.clip_seconds
     keep = []
     for song_id in tqdm(ids, desc=desc, disable=not show_progress):
-        source = Path(audio_dir) / f"{song_id}.mp3"
+        source = id_path(audio_dir, song_id, ".mp3", source="cut_clips ids")
         if not source.exists():
             problems["audio file missing"].append(song_id)
             keep.append(False)
             continue
         try:
-            padding = write_clip(source, Path(out_dir) / "audio" / f"{song_id}.wav", sr, clip_seconds,
+            padding = write_clip(source, id_path(Path(out_dir) / "audio", song_id, ".wav"), sr, clip_seconds,
                                  offset_seconds)
         except Exception as err:  # noqa: BLE001 -- any decoder failure: skip this song, go on
             log.info("audio %s unreadable: %s", source, err)

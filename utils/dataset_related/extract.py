@@ -27,6 +27,7 @@ from utils.config import Profile
 from utils.config import SPLITS
 from utils.dataset_related.corpus import as_profile
 from utils.dataset_related.features import AudioError, ast_features, find_audio, load_clip, save_features
+from utils.io import check_id, id_path
 from utils.plotting import SPECTROGRAM_CMAP, save_figure
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ def read_split_records(corpus_dir: str | Path, split: str) -> list[dict]:
     """``id`` and ``lyrics`` of every row of ``<corpus_dir>/<split>.jsonl``.
 
     Only these two fields are needed here, so corpora whose other columns are null (the
-    AudioSet subset has no emotion) are read too. Bad lines raise, naming file and line.
+    AudioSet subset has no emotion) are read too. Bad lines raise, naming file and line; so
+    does an id that is not a safe name (:func:`utils.io.check_id`).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -77,6 +79,7 @@ def read_split_records(corpus_dir: str | Path, split: str) -> list[dict]:
             song_id = str(rec.get("id", "")).strip()
             if not song_id or song_id in seen:
                 raise ValueError(f"{path}:{line_no}: missing or repeated id {song_id!r}")
+            check_id(song_id, f"{path}:{line_no}")
             seen.add(song_id)
             records.append({"id": song_id, "lyrics": rec.get("lyrics")})
     return records
@@ -125,7 +128,8 @@ def extract_features(corpus_dir: str | Path, songs: str | Sequence[str], profile
     Parameters
     ----------
     songs : str or sequence of str
-        A split name (every song of ``<corpus_dir>/<split>.jsonl``) or song ids.
+        A split name (every song of ``<corpus_dir>/<split>.jsonl``) or song ids; every id must be a
+        safe name (:func:`utils.io.check_id`, a ``ValueError`` naming it otherwise).
     batch_size : int
         Clips per :func:`utils.dataset_related.features.ast_features` call (and per write).
     device : str, optional
@@ -144,9 +148,12 @@ def extract_features(corpus_dir: str | Path, songs: str | Sequence[str], profile
     corpus_dir = Path(corpus_dir)
     shape = (prof.audio.max_length, prof.audio.num_mel_bins)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    ids = [r["id"] for r in read_split_records(corpus_dir, songs)] if isinstance(songs, str) else list(songs)
+    if isinstance(songs, str):
+        ids = [r["id"] for r in read_split_records(corpus_dir, songs)]
+    else:
+        ids = [check_id(song_id, "extract_features songs") for song_id in songs]
     report.features["songs"] += len(ids)
-    todo = [i for i in ids if not _feature_complete(corpus_dir / "features" / f"{i}.npy", shape)]
+    todo = [i for i in ids if not _feature_complete(id_path(corpus_dir / "features", i, ".npy"), shape)]
     report.features["done_before"] += len(ids) - len(todo)
     batches = [todo[k:k + batch_size] for k in range(0, len(todo), batch_size)]
     desc = f"AST features ({songs})" if isinstance(songs, str) else "AST features"
@@ -188,7 +195,7 @@ def plot_feature(corpus_dir: str | Path, song_id: str, save_path: str | Path | N
     """
     import matplotlib.pyplot as plt
 
-    path = Path(corpus_dir) / "features" / f"{song_id}.npy"
+    path = id_path(Path(corpus_dir) / "features", song_id, ".npy", source="plot_feature song_id")
     if not path.is_file():
         raise FileNotFoundError(f"no features for id {song_id!r}: {path}")
     feature = np.load(path, allow_pickle=False)

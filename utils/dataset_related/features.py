@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from utils.config import AudioConfig
-from utils.io import atomic_path
+from utils.io import atomic_path, check_id, id_path
 
 FRAME_LENGTH = 400  # samples (25 ms at 16 kHz)
 HOP_LENGTH = 160  # samples (10 ms at 16 kHz)
@@ -75,7 +75,7 @@ def find_audio(audio_dir: str | Path, song_id: str) -> Path:
     """Path of ``<audio_dir>/<song_id>.<ext>`` for the first known extension that exists."""
     audio_dir = Path(audio_dir)
     for extension in AUDIO_EXTENSIONS:
-        candidate = audio_dir / f"{song_id}{extension}"
+        candidate = id_path(audio_dir, song_id, extension, source=f"audio of {audio_dir}")
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
@@ -313,21 +313,21 @@ def reference_features(waveform: np.ndarray, audio_cfg: AudioConfig) -> np.ndarr
 # ---------------------------------------------------------------- precomputed features
 def save_features(features_dir: str | Path, ids: Iterable[str], features: np.ndarray | torch.Tensor) -> None:
     """Write one ``<id>.npy`` (frames, mel) float32 per clip, as the authors shared them (atomically)."""
+    ids = [check_id(song_id, "save_features ids") for song_id in ids]
     features_dir = Path(features_dir)
     features_dir.mkdir(parents=True, exist_ok=True)
     array = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
-    ids = list(ids)
     if len(ids) != array.shape[0]:
         raise ValueError(f"{len(ids)} ids for {array.shape[0]} feature arrays")
     for song_id, feature in zip(ids, array):
-        with atomic_path(features_dir / f"{song_id}.npy") as part:
+        with atomic_path(id_path(features_dir, song_id, ".npy", source="save_features ids")) as part:
             with open(part, "wb") as handle:
                 np.save(handle, feature.astype(np.float32))
 
 
 def load_features(features_dir: str | Path, song_id: str, audio_cfg: AudioConfig | None = None) -> np.ndarray:
     """Read ``<features_dir>/<id>.npy``; check its shape against the profile when given."""
-    path = Path(features_dir) / f"{song_id}.npy"
+    path = id_path(features_dir, song_id, ".npy", source=f"features of {features_dir}")
     if not path.is_file():
         raise FileNotFoundError(f"no precomputed features for id {song_id!r}: {path}")
     feature = np.load(path, allow_pickle=False)

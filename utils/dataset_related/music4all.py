@@ -24,9 +24,10 @@ from typing import Any, Iterable
 import pandas as pd
 
 from utils.config import GENRES, Profile, emotion_from_valence_energy
-from utils.dataset_related.corpus import (DEFAULT_FRACTIONS, SAFE_ID, BuildReport, FilterCounts, as_profile,
+from utils.dataset_related.corpus import (DEFAULT_FRACTIONS, BuildReport, FilterCounts, as_profile,
                                           clean_lyrics, cut_clips, finish_corpus, float_or_none, read_text_file,
                                           stratified_split)
+from utils.io import SAFE_ID, id_path
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ def read_tsv(path: str | Path, required: Iterable[str]) -> tuple[pd.DataFrame, l
         raise ValueError(f"{path}: missing column(s) {missing}; found {list(df.columns)} "
                          "(is it tab-separated?)")
     ids = df["id"].astype("string").str.strip()
-    good = ids.fillna("").str.match(SAFE_ID)
+    good = ids.fillna("").str.fullmatch(SAFE_ID)
     for raw in df.loc[~good, "id"]:
         bad.append(f"{path.name}: bad id {raw!r}")
     df = df.loc[good].copy()
@@ -296,7 +297,7 @@ def _attach_lyrics(songs: pd.DataFrame, lyrics_dir: Path, problems: dict, counts
     """Cleaned lyrics from ``lyrics_dir/<id>.txt``; songs without any, or repeating earlier ones, dropped."""
     lyrics = []
     for song_id in songs["id"]:
-        path = lyrics_dir / f"{song_id}.txt"
+        path = id_path(lyrics_dir, song_id, ".txt")
         if not path.exists():
             problems["lyrics file missing"].append(song_id)
             lyrics.append(None)

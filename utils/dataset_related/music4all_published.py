@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from utils.config import EMOTIONS, GENRES, Profile
-from utils.dataset_related.corpus import (SAFE_ID, SCHEMA_COLUMNS, SPLITS, BuildReport, FilterCounts, as_profile,
+from utils.dataset_related.corpus import (SCHEMA_COLUMNS, SPLITS, BuildReport, FilterCounts, as_profile,
                                           clean_lyrics, cut_clips, finish_corpus, float_or_none, read_text_file)
-from utils.io import atomic_path
+from utils.io import atomic_path, id_path, is_safe_id
 
 _SPLIT_ALIASES = {"train": ("train",), "val": ("val", "valid", "validation", "dev"),
                   "test": ("test",)}
@@ -155,7 +155,7 @@ def _read_published_rows(split_dir: str | Path, problems: dict) -> dict[str, pd.
 def _published_row(rec: dict, path: Path, seen: set[str], problems: dict) -> dict | None:
     """One published record as a corpus row, or None (the reason recorded in ``problems``)."""
     song_id = str(rec.get("id", "")).strip()
-    if not SAFE_ID.match(song_id):
+    if not is_safe_id(song_id):
         problems["missing or unsafe id"].append(f"{path.name}: {song_id!r}")
         return None
     if song_id in seen:
@@ -184,7 +184,7 @@ def _copy_spectrograms(ids: list[str], spectrogram_dir: Path, out_dir: Path, pro
     from tqdm.auto import tqdm
 
     for song_id in tqdm(ids, desc="spectrograms", disable=not show_progress):
-        source = spectrogram_dir / f"{song_id}.npy"
+        source = id_path(spectrogram_dir, song_id, ".npy")
         if not source.exists():
             problems["spectrogram missing"].append(song_id)
             continue
@@ -195,6 +195,6 @@ def _copy_spectrograms(ids: list[str], spectrogram_dir: Path, out_dir: Path, pro
             continue
         if arr.shape[1] != profile.audio.num_mel_bins:
             problems["spectrogram mel bins differ from the profile"].append(f"{song_id} {arr.shape}")
-        with atomic_path(out_dir / "features" / f"{song_id}.npy") as part:
+        with atomic_path(id_path(out_dir / "features", song_id, ".npy")) as part:
             with open(part, "wb") as fh:
                 np.save(fh, arr, allow_pickle=False)

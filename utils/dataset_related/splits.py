@@ -17,6 +17,7 @@ from utils.config import LABEL_COLUMNS, TASKS, Profile
 from utils.config import SPLITS
 from utils.dataset_related.features import load_features
 from utils.dataset_related.text import TokenCache
+from utils.io import check_id
 
 log = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("id", "lyrics", "primary_short", "emotion")
@@ -40,13 +41,20 @@ def read_split(corpus_dir: str | Path, split: str, *, skip_bad: bool = False) ->
     Returns
     -------
     DataFrame with at least id, lyrics, primary_short, emotion (and valence, energy if present).
+
+    Raises
+    ------
+    ValueError
+        An id that is not a safe name (:func:`utils.io.check_id`), ``skip_bad`` or not: the
+        message names the id and ``<file>:<line>``. Ids become file names, so such a split is
+        refused as a whole.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     path = Path(corpus_dir) / f"{split}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"split file not found: {path}")
-    rows = []
+    rows, numbers = [], []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -55,13 +63,14 @@ def read_split(corpus_dir: str | Path, split: str, *, skip_bad: bool = False) ->
                 rows.append(json.loads(line))
             except json.JSONDecodeError as error:
                 raise DataError(f"{path}:{number}: not valid JSON ({error})") from error
+            numbers.append(number)
     if not rows:
         raise DataError(f"{path}: no songs in this split")
     frame = pd.DataFrame(rows)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}")
-    frame["id"] = frame["id"].astype(str)
+    frame["id"] = [check_id(_id_text(value), f"{path}:{number}") for value, number in zip(frame["id"], numbers)]
     duplicated = frame["id"][frame["id"].duplicated()].tolist()
     if duplicated:
         raise DataError(f"{path}: duplicate id(s) {duplicated[:5]}")
@@ -84,6 +93,14 @@ def read_split(corpus_dir: str | Path, split: str, *, skip_bad: bool = False) ->
         frame = frame[~frame["id"].isin(bad)].reset_index(drop=True)
         frame.attrs["skipped"] = problems
     return frame
+
+
+def _id_text(value: object) -> object:
+    """An id as read from JSON: a string as it is, a whole number as its digits, anything else unchanged
+    (so that :func:`utils.io.check_id` refuses it by its own repr)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    return value
 
 
 def encode_labels(frame: pd.DataFrame, task: str) -> np.ndarray:

@@ -43,6 +43,7 @@ import numpy as np
 
 from utils.config import EMOTIONS, GENRES, STEMS, component_name, emotion_from_valence_energy
 from utils.dataset_related.synth_sounds import add_sound, cue_sound, distractor_sound, fade, render_stems
+from utils.io import id_path
 from utils.plotting import SPECTROGRAM_CMAP, save_figure
 
 # ---------------------------------------------------------------- the planted design
@@ -264,11 +265,11 @@ def generate_corpus(out_dir: str | Path, settings: CorpusSettings | None = None,
     for index, (genre, emotion, split) in enumerate(tqdm(_assign(settings), desc="synthesising songs", disable=not progress)):
         song = make_song(settings, index, genre, emotion)
         stems, mix = _quantise(song["stems"])
-        stem_dir = out_dir / "stems" / song["id"]
+        stem_dir = id_path(out_dir / "stems", song["id"])
         stem_dir.mkdir(parents=True, exist_ok=True)
         for name, samples in stems.items():
             sf.write(stem_dir / f"{name}.wav", samples, settings.sample_rate, subtype="PCM_16")
-        sf.write(out_dir / "audio" / f"{song['id']}.wav", mix, settings.sample_rate, subtype="PCM_16")
+        sf.write(id_path(out_dir / "audio", song["id"], ".wav"), mix, settings.sample_rate, subtype="PCM_16")
         meta = song["meta"]
         rows[split].append({"id": song["id"], "lyrics": song["lyrics"], "primary_short": genre,
                             "emotion": emotion, "valence": meta["valence"], "energy": meta["energy"]})

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from utils.config import KIND_MODES, LABEL_COLUMNS, MODEL_KINDS, SEPARATORS, TASKS, Profile
-from utils.io import exclusive, file_sha256, json_default
+from utils.io import check_id, exclusive, file_sha256, json_default
 from utils.musiclime.sampling import SAMPLING
 from utils.musiclime.records import append_record, load_records, settings_conflict
 from utils.musiclime.song import explain_song, make_separator
@@ -130,9 +130,7 @@ def _item_id(item, position: int) -> str:
         song_id = item["id"]
     except (KeyError, TypeError, IndexError):
         raise ValueError(f"item {position} has no 'id'") from None
-    if not isinstance(song_id, str) or not song_id:
-        raise ValueError(f"item {position}: id {song_id!r} is not a non-empty string")
-    return song_id
+    return check_id(song_id, f"item {position}")
 
 
 def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping],
@@ -142,7 +140,7 @@ def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping
 
     Parameters
     ----------
-    items : iterable of mappings with an ``'id'`` (str)
+    items : iterable of mappings with an ``'id'`` (a safe id, :func:`utils.io.check_id`)
         The songs, e.g. ``read_split(...).to_dict('records')``.
     explain_fn : callable
         ``explain_fn(item) -> record`` (see the module docstring). ``id`` is filled in when
@@ -322,11 +320,11 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
         raise ValueError(f"separator must be one of {SEPARATORS}, got {separator!r}")
     num_samples = int(num_samples or profile.explain_samples)
     corpus_dir, records_path = Path(corpus_dir), Path(records_path)
+    songs = select_songs(read_split(corpus_dir, split), task, songs_per_class, limit)   # ids checked first
     predictor, model_sha256 = _run_predictor(predictor, run_dir, task, kind, profile, corpus_dir)
     settings = run_settings(profile, task, kind, mode, split, num_samples, seed, separator, model_sha256,
                             sampling)
     _resumable(records_path, settings, on_mismatch)
-    songs = select_songs(read_split(corpus_dir, split), task, songs_per_class, limit)
     audio_separator = None if kind == "lyrics" else make_separator(
         separator, corpus_dir, None if separator == "oracle" else corpus_dir / "separations" / separator)
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from utils.config import GENRES, Profile
+from utils.io import id_path
 from utils.musiclime.explanation import Explanation
 from utils.musiclime.planted import TOP_K, cue_rank, cue_songs, genre_cues, is_hit, modality_margin
 from utils.plotting import save_figure
@@ -118,7 +119,8 @@ def _cache_path(cache_dir: Path | None, check: CueCheck, song_id: str, label: in
     if cache_dir is None:
         return None
     tag = "-".join(f"{k}{v}" for k, v in settings.items())
-    return cache_dir / f"{check.model}-{check.mode}-{fingerprint}-{tag}" / f"{song_id}_{label}.json"
+    return id_path(cache_dir / f"{check.model}-{check.mode}-{fingerprint}-{tag}", song_id, f"_{int(label)}.json",
+                   source="sanity cache")
 
 
 def run_cue_checks(predictors: Mapping[str, Any], corpus_dir: str | Path, frame: pd.DataFrame,

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from utils.config import STEMS
-from utils.io import atomic_path
+from utils.io import atomic_path, id_path
 
 SILENCE_PEAK = 1e-6
 """A waveform whose largest absolute sample is below this is treated as silent."""
@@ -206,7 +206,8 @@ class OracleSeparator(Separator):
             return {s: paths[s] for s in STEMS}
         if self.corpus_dir is None:
             raise KeyError(f"track id {track_id!r} is not in stem_paths and no corpus_dir was given")
-        return {s: self.corpus_dir / "stems" / track_id / f"{s}.wav" for s in STEMS}
+        folder = id_path(self.corpus_dir / "stems", track_id, source="OracleSeparator track_id")
+        return {s: folder / f"{s}.wav" for s in STEMS}
 
     def _separate(self, waveform, sample_rate, track_id):
         import librosa
