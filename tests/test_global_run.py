@@ -168,7 +168,7 @@ def test_command_line_explain_and_merge(small_corpus, tokens, tmp_path):
     run_dir = tmp_path / "runs"
     torch.manual_seed(0)
     save_model(build_model("lyrics", PROFILE, 9, vocab_size=len(tokens.tokenizer)), run_dir / "genre" / "lyrics" / "best",
-               task="genre", class_names=list(GENRES))
+               task="genre", class_names=list(GENRES), profile="tiny")
     args = ["--task", "genre", "--kind", "lyrics", "--corpus-dir", str(small_corpus), "--run-dir", str(run_dir),
             "--num-samples", "20", "--limit", "3", "--no-progress", "--merge-case"]
     for k in (1, 2):

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from utils.io import append_jsonl, atomic_path, atomic_write, atomic_write_json, part_path, read_jsonl
+from utils.io import (append_jsonl, atomic_dir, atomic_path, atomic_write, atomic_write_json, part_path, read_jsonl,
+                      recover_dir)
 
 
 def test_atomic_write_replaces_whole_and_cleans_up_on_failure(tmp_path):
@@ -23,6 +24,42 @@ def test_atomic_write_replaces_whole_and_cleans_up_on_failure(tmp_path):
         with atomic_path(tmp_path / "b.npy"):
             pass                                                      # writer wrote nothing
     assert atomic_write(tmp_path / "c.txt", "héllo").read_bytes() == "héllo".encode()
+
+
+def _folder(path, text):
+    path.mkdir(parents=True)
+    (path / "a.txt").write_text(text)
+    (path / "b.txt").write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("left, expected", [
+    ({"unit": "old", "unit.new": "half"}, "old"),          # killed while filling .new: rolled back
+    ({"unit.old": "old", "unit.new": "new"}, "new"),       # killed between the two renames: rolled forward
+    ({"unit.old": "old"}, "old"),                          # .new lost as well: the old one is put back
+    ({"unit": "new", "unit.old": "old"}, "new"),           # killed before removing .old
+    ({"unit.new": "half"}, None),                          # the first save never committed
+])
+def test_recover_dir_leaves_a_whole_folder(tmp_path, left, expected):
+    for name, text in left.items():
+        _folder(tmp_path / name, text)
+    assert recover_dir(tmp_path / "unit") == (expected is not None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["unit"] if expected else [])
+    if expected:
+        assert {p.read_text() for p in (tmp_path / "unit").iterdir()} == {expected}
+
+
+def test_atomic_dir_swaps_the_whole_folder_or_nothing(tmp_path):
+    target = _folder(tmp_path / "unit", "old")
+    with pytest.raises(RuntimeError, match="boom"), atomic_dir(target) as new:
+        (new / "a.txt").write_text("new")
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unit"]
+    assert {p.read_text() for p in target.iterdir()} == {"old"}
+    with atomic_dir(target) as new:
+        (new / "c.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unit"]
+    assert [p.name for p in target.iterdir()] == ["c.txt"]
 
 
 def test_jsonl_round_trip_and_torn_last_line_is_repaired(tmp_path):

@@ -1,15 +1,19 @@
 import dataclasses
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from utils.config import get_profile
+from utils.config import EMOTIONS, GENRES, get_profile
 from utils.dataset_related.splits import DataError, encode_labels, read_split
 from utils.model_related import (build_model, load_model, load_splits, load_trained, make_datasets,
                                  model_fingerprint, predict_proba, prepare_tokens, save_model, train_model)
-from utils.model_related.models import load_weights
+from utils.model_related.models import ModelMismatchError, load_weights
+from utils.musiclime.predict import load_predictor
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +68,7 @@ def test_load_trained_and_fingerprint(setup, tmp_path):
     profile, *_ = setup
     torch.manual_seed(1)
     model = build_model("audio", profile, 9).eval()
-    save_model(model, tmp_path / "runs" / "genre" / "audio" / "best")
+    save_model(model, tmp_path / "runs" / "genre" / "audio" / "best", task="genre")
     loaded = load_trained(tmp_path / "runs", "genre", "audio")
     assert not loaded.training
     assert model_fingerprint(loaded) == model_fingerprint(model)
@@ -89,19 +93,182 @@ def test_training_learns_and_resumes_identically(setup, tmp_path):
     straight = train_model(fresh(), data["train"], data["val"], profile, tmp_path / "a", epochs=6, progress=False)
     # "interrupted" after 3 of 6 epochs: a new call (new process, new model) resumes from the checkpoint
     train_model(fresh(), data["train"], data["val"], profile, tmp_path / "b", epochs=6, progress=False, stop_after=3)
-    assert json.loads((tmp_path / "b" / "state.json").read_text())["epochs_done"] == 3
-    (tmp_path / "b" / "optimizer.pt.part").write_bytes(b"half-written")  # a kill during the next save
+    assert json.loads((tmp_path / "b" / "last" / "state.json").read_text())["epochs_done"] == 3
+    (tmp_path / "b" / "last.new").mkdir()                             # a kill during the next save
+    (tmp_path / "b" / "last.new" / "optimizer.pt.part").write_bytes(b"half-written")
     resumed = train_model(fresh(), data["train"], data["val"], profile, tmp_path / "b", epochs=6, progress=False)
-    assert resumed["epochs_done"] == 6
-    assert not list((tmp_path / "b").rglob("*.part"))  # the next save replaced the torn file
+    assert resumed["epochs_done"] == 6 and resumed["history"] == straight["history"]
+    assert not list((tmp_path / "b").rglob("*.part")) and not (tmp_path / "b" / "last.new").exists()
     a, _ = load_model(tmp_path / "a" / "last")
     b, _ = load_model(tmp_path / "b" / "last")
     for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert torch.allclose(pa, pb, atol=1e-6), name
+        assert torch.equal(pa, pb), name
     losses = [h["train_loss"] for h in straight["history"]]
     assert losses[-1] < losses[0]  # it moves downhill (accuracy is checked by the full run)
     probabilities, _ = predict_proba(a, data["test"])
     assert probabilities.shape == (len(data["test"]), 9) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+
+
+# ---------------------------------------------------------------- the wrong model, crashes, other settings
+def test_loading_refuses_a_model_of_another_task_kind_profile_or_classes(setup, tmp_path):
+    profile, corpus, _, tokens, _ = setup
+    run = tmp_path / "runs"
+    torch.manual_seed(0)
+    emotion = build_model("multimodal", profile, len(EMOTIONS), vocab_size=len(tokens.tokenizer))
+    # an emotion model copied where the genre model belongs: both tasks have 9 classes, so the shapes fit
+    save_model(emotion, run / "genre" / "multimodal" / "best", task="emotion", class_names=list(EMOTIONS),
+               profile="tiny")
+    where = str(run / "genre" / "multimodal" / "best" / "model.json")
+    with pytest.raises(ModelMismatchError, match=r"model\.json: the saved model says task='emotion', but "
+                                                 r"task='genre' was expected") as caught:
+        load_trained(run, "genre", "multimodal")
+    assert where in str(caught.value) and caught.value.field == "task"
+    with pytest.raises(ModelMismatchError, match="task='emotion'"):             # the global run's loader
+        load_predictor(run, "genre", "multimodal", profile, corpus, device="cpu")
+    _, description = load_model(run / "genre" / "multimodal" / "best", task="emotion", class_names=EMOTIONS)
+    assert description["task"] == "emotion"                                       # the right expectation passes
+    audio = build_model("audio", profile, len(GENRES))
+    save_model(audio, run / "genre" / "lyrics" / "best", task="genre", class_names=list(GENRES), profile="tiny")
+    with pytest.raises(ModelMismatchError, match=r"model\.json.*kind='audio'.*kind='lyrics'"):
+        load_trained(run, "genre", "lyrics")
+    save_model(audio, run / "genre" / "audio" / "best", task="genre", class_names=list(GENRES), profile="tiny")
+    assert not load_trained(run, "genre", "audio", profile="tiny").training
+    with pytest.raises(ModelMismatchError, match=r"model\.json.*profile='tiny'.*profile='paper'"):
+        load_trained(run, "genre", "audio", profile="paper")
+    save_model(audio, run / "genre" / "audio" / "best", task="genre", class_names=sorted(GENRES, reverse=True))
+    with pytest.raises(ModelMismatchError, match=r"model\.json.*class_names="):
+        load_trained(run, "genre", "audio")
+    save_model(audio, run / "genre" / "audio" / "best")
+    with pytest.raises(ModelMismatchError, match=r"model\.json: the saved model names no task"):
+        load_trained(run, "genre", "audio")
+
+
+@pytest.fixture(scope="module")
+def small_training(setup, tmp_path_factory):
+    """A quick lyrics run (8 songs per split, batch 4): profile, datasets, a model factory, one finished epoch."""
+    profile, corpus, frames, tokens, _ = setup
+    profile = dataclasses.replace(profile, train=dataclasses.replace(
+        profile.train, patience=100, batch_size={"lyrics": 4, "audio": 4, "multimodal": 4}))
+    data = make_datasets({split: frame.head(8) for split, frame in frames.items()}, corpus, profile, "genre",
+                         "lyrics", tokens)
+
+    def fresh():
+        torch.manual_seed(0)
+        return build_model("lyrics", profile, 9, vocab_size=len(tokens.tokenizer))
+
+    one_epoch = tmp_path_factory.mktemp("one_epoch") / "run"
+    train_model(fresh(), data["train"], data["val"], profile, one_epoch, epochs=2, progress=False, stop_after=1,
+                extra={"task": "genre"})
+    return profile, data, fresh, one_epoch
+
+
+def _train(small_training, out_dir, **options):
+    profile, data, fresh, _ = small_training
+    options = {"epochs": 2, "progress": False, "extra": {"task": "genre"}, **options}
+    return train_model(fresh(), data["train"], data["val"], options.pop("profile", profile), out_dir, **options)
+
+
+def _tensors(path):
+    return load_file(str(path))
+
+
+def test_a_crash_at_any_write_resumes_bit_identically(small_training, tmp_path, monkeypatch):
+    straight = _train(small_training, tmp_path / "straight")
+    crashed = tmp_path / "crashed"
+    shutil.copytree(small_training[3], crashed)
+    snapshots, real_replace = [], os.replace
+
+    def snapshot():                       # the folder as a kill at this instant would leave it
+        snapshots.append(shutil.copytree(crashed, tmp_path / f"kill{len(snapshots)}"))
+
+    def replace_with_snapshots(source, target):
+        snapshot()
+        real_replace(source, target)
+        snapshot()
+
+    monkeypatch.setattr(os, "replace", replace_with_snapshots)
+    _train(small_training, crashed)       # epoch 2, with a snapshot before and after every rename
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert len(snapshots) >= 8            # weights, model.json, optimizer, state, the folder swap
+    expected = {name: _tensors(tmp_path / "straight" / name / "model.safetensors") for name in ("last", "best")}
+    differing = []                        # (kill point, folder, largest weight difference or the history)
+    for killed in snapshots:
+        resumed = _train(small_training, killed)
+        if resumed["history"] != straight["history"]:
+            differing.append((killed.name, "history"))
+        for name, tensors in expected.items():
+            got = _tensors(killed / name / "model.safetensors")
+            if not all(torch.equal(tensors[key], got[key]) for key in tensors):
+                differing.append((killed.name, name, max((tensors[k] - got[k]).abs().max().item() for k in tensors)))
+    assert differing == []
+    for killed in snapshots:              # no half-written or replaced folder is left behind
+        assert sorted(p.name for p in killed.iterdir()) == ["best", "last"], killed.name
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"seed": 1}, "seed: checkpoint 0, now 1"),
+    ({"epochs": 3}, "epochs: checkpoint 2, now 3"),
+    ({"extra": {"task": "emotion"}}, "extra.task: checkpoint 'genre', now 'emotion'"),
+    ("learning_rate", "learning_rate: checkpoint 0.001, now 0.002"),
+    ("batch_size", "batch_size: checkpoint 4, now 2"),
+])
+def test_resuming_with_other_settings_is_refused(small_training, tmp_path, change, named):
+    run = shutil.copytree(small_training[3], tmp_path / "run")
+    before = (run / "last" / "model.safetensors").read_bytes()
+    profile = small_training[0]
+    if change == "learning_rate":
+        change = {"profile": dataclasses.replace(profile, train=dataclasses.replace(
+            profile.train, learning_rate={**profile.train.learning_rate, "lyrics": 2e-3}))}
+    elif change == "batch_size":
+        change = {"profile": dataclasses.replace(profile, train=dataclasses.replace(
+            profile.train, batch_size={**profile.train.batch_size, "lyrics": 2}))}
+    with pytest.raises(ValueError, match="other settings") as caught:
+        _train(small_training, run, **change)
+    assert named in str(caught.value) and str(run / "last" / "state.json") in str(caught.value)
+    assert (run / "last" / "model.safetensors").read_bytes() == before       # nothing trained, nothing written
+
+
+class _Hostile:
+    """Pickles as a call of ``exec``: what a planted optimizer.pt could run without weights_only."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage, file", [
+    ("truncate", "last/model.safetensors"), ("garbage", "last/model.json"), ("truncate", "last/optimizer.pt"),
+    ("hostile", "last/optimizer.pt"), ("truncate", "last/state.json"), ("garbage", "last/state.json"),
+])
+def test_a_corrupt_checkpoint_file_is_named(small_training, tmp_path, damage, file):
+    run = shutil.copytree(small_training[3], tmp_path / "run")
+    path = run / file
+    marker = tmp_path / "hostile-code-ran"
+    if damage == "truncate":
+        _truncate(path)
+    elif damage == "garbage":
+        path.write_text("[1, 2")
+    else:
+        torch.save({"optimizer": _Hostile(marker), "scheduler": {}}, path)
+    with pytest.raises((ValueError, OSError)) as caught:
+        _train(small_training, run)
+    assert str(path) in str(caught.value), caught.value
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("file", ["model.safetensors", "model.json"])
+def test_a_corrupt_saved_model_is_named(small_training, tmp_path, file):
+    best = shutil.copytree(small_training[3] / "best", tmp_path / "best")
+    _truncate(best / file)
+    with pytest.raises(ValueError) as caught:
+        load_model(best)
+    assert str(best / file) in str(caught.value), caught.value
 
 
 def _write_split(path, rows):

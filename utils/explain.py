@@ -232,7 +232,8 @@ def _predictor(args: argparse.Namespace, model: ModelInfo):
     tokens = load_tokens(model, args.tokenizer) if model.kind != "audio" else None
     device = resolve_device(args.device or model.profile.device)
     try:
-        network, _ = load_model(model.directory, device=device)
+        network, _ = load_model(model.directory, device=device, task=model.task, kind=model.kind,
+                                profile=model.description.get("profile"), class_names=model.class_names)
     except (OSError, ValueError) as error:
         raise UsageError(f"--model {model.directory}: cannot load the weights: {error}") from error
     return ModelPredictor(network, model.profile, tokens, device=device), device

@@ -8,12 +8,11 @@ line (:mod:`utils.explain`) turns it into exit status 2.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.config import MODEL_KINDS, PROFILES, PROJECT_ROOT, TASKS, Profile, get_profile
+from utils.config import PROJECT_ROOT, TASKS, Profile, get_profile
 
 DEFAULT_TOKENIZER = Path("data/synthetic/tokenizer")
 """Relative to the project root: the tiny profile's corpus-trained tokenizer (made by the main job)."""
@@ -54,9 +53,12 @@ class ModelInfo:
 def find_model(model_dir: str | os.PathLike, task: str | None = None, kind: str | None = None) -> ModelInfo:
     """Read and check the ``model.json`` of ``model_dir`` (or of ``model_dir/best``).
 
-    ``task`` / ``kind``, when given, must match the model's. Raises :class:`UsageError`.
+    ``task`` / ``kind``, when given, must match the model's. The file is read and checked by
+    :func:`utils.model_related.models.read_model_json` (the one reader of ``model.json``).
+    Raises :class:`UsageError`.
     """
-    from utils.model_related.models import CONFIG_FILE, WEIGHTS_FILE
+    from utils.model_related.models import (CONFIG_FILE, WEIGHTS_FILE, ModelMismatchError, check_profile_fits,
+                                            read_model_json)
 
     model_dir = Path(model_dir)
     where = f"--model {model_dir}"
@@ -68,32 +70,24 @@ def find_model(model_dir: str | os.PathLike, task: str | None = None, kind: str 
         raise UsageError(f"{where}: no {CONFIG_FILE} in it (nor in best/), so it is not a saved model; "
                          "`python -m utils.main` makes runs/tiny/<task>/<kind>/")
     try:
-        description = json.loads((directory / CONFIG_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UsageError(f"{where}: cannot read {directory / CONFIG_FILE}: {error}") from error
-    found_kind, found_task = description.get("kind"), description.get("task")
-    if found_kind not in MODEL_KINDS:
-        raise UsageError(f"{where}: {CONFIG_FILE} names model kind {found_kind!r}, not one of {MODEL_KINDS}")
-    if found_task not in TASKS:
-        raise UsageError(f"{where}: {CONFIG_FILE} names task {found_task!r}, not one of {sorted(TASKS)}")
-    if kind is not None and found_kind != kind:
-        raise UsageError(f"{where}: a {found_kind} model, but --kind {kind} was asked for")
-    if task is not None and found_task != task:
-        raise UsageError(f"{where}: a {found_task} model, but --task {task} was asked for")
-    class_names = [str(c) for c in description.get("class_names") or TASKS[found_task]]
-    if len(class_names) != description.get("num_labels", len(class_names)):
-        raise UsageError(f"{where}: {len(class_names)} class names for {description['num_labels']} outputs")
-    profile_name = description.get("profile", "tiny")
-    if profile_name not in PROFILES:
-        raise UsageError(f"{where}: {CONFIG_FILE} names profile {profile_name!r}, not one of {sorted(PROFILES)}")
-    profile = get_profile(profile_name)
-    audio_config = description.get("audio_config") or (description.get("config") if found_kind == "audio" else None)
-    if audio_config and audio_config.get("num_mel_bins") != profile.audio.num_mel_bins:
-        raise UsageError(f"{where}: the model takes {audio_config.get('num_mel_bins')} mel bins, the "
-                         f"{profile_name!r} profile makes {profile.audio.num_mel_bins}")
+        description = read_model_json(directory, task=task, kind=kind)
+    except ModelMismatchError as error:
+        found = "no" if error.found is None else f"a {error.found}"
+        raise UsageError(f"{where}: {found} {error.field} model ({error.path}), but --{error.field} "
+                         f"{error.expected} was asked for") from error
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{where}: {error}") from error
+    if description.get("task") is None:
+        raise UsageError(f"{where}: {directory / CONFIG_FILE} names no task, one of {sorted(TASKS)}")
+    profile_name = description.get("profile") or "tiny"        # model.json files without one are tiny
+    try:
+        check_profile_fits(description, profile_name, directory / CONFIG_FILE)
+    except ValueError as error:
+        raise UsageError(f"{where}: {error}") from error
     if not (directory / WEIGHTS_FILE).is_file():
         raise UsageError(f"{where}: {WEIGHTS_FILE} is missing next to {CONFIG_FILE}")
-    return ModelInfo(directory, found_task, found_kind, class_names, profile, description)
+    return ModelInfo(directory, description["task"], description["kind"], description["class_names"],
+                     get_profile(profile_name), description)
 
 
 def load_tokens(model: ModelInfo, tokenizer: str | os.PathLike | None = None):

@@ -1,4 +1,4 @@
-"""Files that a crash never leaves half-written: one atomic write and one append-only JSON-lines store.
+"""Files that a crash never leaves half-written: atomic writes (of a file or a whole folder) and one append-only JSON-lines store.
 
 Every module that writes a result, a checkpoint, a download or a progress file uses these two
 mechanisms, so a fix made here holds everywhere:
@@ -6,11 +6,17 @@ mechanisms, so a fix made here holds everywhere:
 * :func:`atomic_write` / :func:`atomic_path` -- write ``<name>.part`` beside the target, flush
   and ``fsync`` it, then ``os.replace`` it over the target (atomic on one filesystem). A crash
   leaves either the old file or the new one, never a mix; a failed write removes its ``.part``.
+* :func:`atomic_dir` / :func:`recover_dir` -- fill ``<name>.new/``, fsync it, then swap it in
+  with two renames (``name`` -> ``name.old``, ``name.new`` -> ``name``). A crash at any moment
+  leaves a state that :func:`recover_dir` turns into the whole old folder or the whole new one,
+  so several files that belong together (a training checkpoint) change as one unit.
 * :func:`append_jsonl` / :func:`read_jsonl` -- an append-only JSON-lines file (one record per
   line, each appended with a single ``os.write`` and ``fsync``). A process killed mid-append
   leaves at most a torn last line, which :func:`read_jsonl` drops (and, with ``repair``,
   truncates away) so that the next append starts on a clean line. A file that holds no record
   at all is refused, never truncated: repair only ever trims the torn end of a records file.
+* :func:`refuse_clobber` -- no output path names an input; :func:`exclusive` -- one writer per
+  file across processes (a lock beside it).
 
 Ids are data, not paths: :data:`SAFE_ID` is the one pattern every song / segment id must match
 (:func:`check_id`, wherever an id is read), and :func:`id_path` is the one way an id becomes a
@@ -21,12 +27,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 PART_SUFFIX = ".part"
+NEW_DIR_SUFFIX = ".new"
+OLD_DIR_SUFFIX = ".old"
 
 SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """The one pattern of a song / segment id (matched whole): 1-64 ASCII letters, digits, ``_``, ``-``.
@@ -227,6 +236,74 @@ def exclusive(path: str | os.PathLike) -> Iterator[None]:
         yield
     finally:
         lock.release()
+# ---------------------------------------------------------------- atomic folders
+def _sibling(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """``fsync`` a folder, so that renames inside it survive a power cut (a no-op where folders cannot be synced)."""
+    try:
+        fd = os.open(os.fspath(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def recover_dir(path: str | os.PathLike) -> bool:
+    """Finish or undo an :func:`atomic_dir` swap that a crash interrupted; returns whether ``path`` exists.
+
+    The swap's commit point is the rename of the old folder to ``<path>.old``; ``<path>.new`` is
+    complete and synced before it. So: ``path`` there -> any ``.new`` is an uncommitted (perhaps
+    half-written) folder and any ``.old`` a replaced one, both removed; ``path`` missing but
+    ``.old`` there -> the crash fell between the two renames, and ``.new`` (complete) is moved into
+    place, or, if it is gone, ``.old`` is put back; only ``.new`` there -> the first swap never
+    committed, and it is removed.
+    """
+    path = Path(path)
+    new, old = _sibling(path, NEW_DIR_SUFFIX), _sibling(path, OLD_DIR_SUFFIX)
+    if not path.exists() and old.exists():
+        os.replace(new if new.exists() else old, path)
+        fsync_dir(path.parent)
+    for leftover in (new, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    return path.exists()
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh ``<path>.new/`` to fill; on success it replaces the folder ``path`` as one unit.
+
+    Every file in it is fsynced, then the old folder (if any) is renamed to ``<path>.old``, the
+    new one to ``path``, and ``.old`` removed. A crash at any moment leaves either the old folder
+    or the new one after :func:`recover_dir` (which this calls first). On an exception the new
+    folder is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(path)
+    new, old = _sibling(path, NEW_DIR_SUFFIX), _sibling(path, OLD_DIR_SUFFIX)
+    new.mkdir()
+    try:
+        yield new
+        for file in sorted(new.rglob("*")):
+            if file.is_file():
+                _fsync_file(file)
+        fsync_dir(new)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    if path.exists():
+        os.replace(path, old)                       # the commit point
+    os.replace(new, path)
+    fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- append-only JSON lines

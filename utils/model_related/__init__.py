@@ -5,6 +5,7 @@ Modules:
 * ``models``   -- the lyrics, audio and fusion classifiers; save / load (safetensors); fingerprint
 * ``inputs``   -- what the models are fed: the profile's tokenizer, the split datasets
 * ``train``    -- the one training loop (resumable checkpoints) and batched prediction
+* ``checkpoint`` -- the training checkpoint, written and read back as one unit; resuming checks the settings
 * ``evaluate`` -- accuracy, macro-F1, confusion matrix, training curves, the results table
 * ``pipeline`` -- the notebooks' steps: corpus -> tokenizer -> train -> evaluate
 

@@ -10,7 +10,7 @@ Directory conventions (all relative to the project root unless given):
 
 * ``data/synthetic``                 the tiny profile's corpus (real data: any corpus dir)
 * ``<corpus>/tokenizer``             the corpus-trained tokenizer (tiny profile)
-* ``runs/<profile>/<task>/<kind>``   checkpoints (``best/``, ``last/``, ``state.json``)
+* ``runs/<profile>/<task>/<kind>``   checkpoints (``best/``; ``last/`` with ``optimizer.pt`` and ``state.json``)
 * ``results/<task>/<kind>``          metrics.json, classification_report.txt, confusion_matrix.png
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ def train_task_model(profile: Profile, corpus_dir: str | Path, run_dir: str | Pa
     state = train_model(model, datasets["train"], datasets["val"], profile, out_dir, seed=seed, epochs=epochs,
                         progress=progress, extra={"task": task, "class_names": list(TASKS[task]), "profile": profile.name})
     if kind in ("audio", "lyrics") and not (out_dir / "pretrained" / "config.json").is_file():
-        best = load_trained(run_dir, task, kind)
+        best = load_trained(run_dir, task, kind, profile=profile.name)
         best.model.save_pretrained(out_dir / "pretrained")
     return state
 
@@ -95,7 +95,7 @@ def evaluate_task_model(profile: Profile, corpus_dir: str | Path, run_dir: str |
                         split: str = "test") -> dict:
     """Evaluate the best checkpoint on ``split`` and write metrics and figures to ``results/<task>/<kind>``."""
     device = resolve_device(profile.device)
-    model = load_trained(run_dir, task, kind, device=device)
+    model = load_trained(run_dir, task, kind, device=device, profile=profile.name)
     dataset = make_datasets({split: frames[split]}, corpus_dir, profile, task, kind, tokens)[split]
     probabilities, _ = predict_proba(model, dataset, device=device)
     metrics = classification_metrics(dataset.labels.numpy(), probabilities, TASKS[task])

@@ -3,15 +3,15 @@
 AdamW with a linear warm-up/decay schedule, gradient accumulation, mixed precision on CUDA
 (bf16 where supported, else fp16 with a gradient scaler), early stopping on validation
 accuracy (ties: lower validation loss), tqdm progress, and a checkpoint after every epoch:
-``last/`` and ``best/`` model directories (safetensors), ``optimizer.pt`` (optimizer,
-scheduler and scaler state, read back with ``torch.load(weights_only=True)``) and
-``state.json``, each written atomically (:mod:`utils.io`). Calling :func:`train_model` again with the same ``out_dir`` resumes after the
-last finished epoch; each epoch's shuffling and dropout are seeded from ``(seed, epoch)``, so an
-interrupted-and-resumed run gives the same weights as an uninterrupted one.
+the ``best/`` model directory (safetensors) and the ``last/`` checkpoint (weights, optimizer,
+scheduler and scaler state, and ``state.json``), written as one unit
+(:mod:`utils.model_related.checkpoint`). Calling :func:`train_model` again with the same
+``out_dir`` and settings resumes after the last finished epoch (other settings are refused);
+each epoch's shuffling and dropout are seeded from ``(seed, epoch)``, so a run interrupted at
+any moment and resumed gives bit-identical weights to an uninterrupted one.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -20,11 +20,8 @@ import torch
 from torch import nn
 
 from utils.config import Profile, resolve_device
-from utils.io import atomic_path, atomic_write_json
-from utils.model_related.models import WEIGHTS_FILE, load_weights, model_inputs, save_model
-
-STATE_FILE = "state.json"
-OPTIMIZER_FILE = "optimizer.pt"
+from utils.model_related.checkpoint import load_checkpoint, run_settings, save_checkpoint
+from utils.model_related.models import model_inputs, save_model
 
 
 def _loader(dataset, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0):
@@ -68,29 +65,6 @@ def _optimizer(model: nn.Module, cfg, kind: str, total_steps: int):
     return optimizer, scheduler
 
 
-def _resume(out_dir: Path, model: nn.Module, optimizer, scheduler, scaler, device: str) -> dict | None:
-    """Load ``last/`` weights and the optimizer state of an earlier call; returns its state (None: fresh start)."""
-    if not (out_dir / STATE_FILE).is_file():
-        return None
-    state = json.loads((out_dir / STATE_FILE).read_text())
-    load_weights(model, out_dir / "last" / WEIGHTS_FILE)
-    saved = torch.load(out_dir / OPTIMIZER_FILE, map_location=device, weights_only=True)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    if saved.get("scaler"):
-        scaler.load_state_dict(saved["scaler"])
-    return state
-
-
-def _save_checkpoint(out_dir: Path, model: nn.Module, state: dict, optimizer, scheduler, scaler, extra: dict) -> None:
-    """Weights first, then the optimizer, then the state that points at them (each file atomic)."""
-    save_model(model, out_dir / "last", **extra)
-    with atomic_path(out_dir / OPTIMIZER_FILE) as part:
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else {}}, part)
-    atomic_write_json(out_dir / STATE_FILE, state)
-
-
 def _train_epoch(model: nn.Module, batches, bar, optimizer, scheduler, scaler, *, amp, grad_accumulation: int,
                  device: str) -> float:
     """One pass over ``batches`` (iterated through their progress ``bar``), stepping the optimizer every
@@ -126,7 +100,8 @@ def train_model(model: nn.Module, train_set, val_set, profile: Profile, out_dir:
     model : a :mod:`utils.model_related.models` classifier.
     train_set, val_set : datasets yielding dicts with the model's inputs and ``labels``.
     profile : batch size, learning rate, epochs, warm-up, patience, accumulation.
-    out_dir : checkpoint directory; an existing one is resumed.
+    out_dir : checkpoint directory; an existing one is resumed (made with the same settings, else
+        ``ValueError`` naming the differing ones; see :func:`utils.model_related.checkpoint.run_settings`).
     seed : seeds shuffling and dropout per epoch.
     epochs : overrides ``profile.train.epochs[kind]``.
     extra : stored in the saved ``model.json`` (task, class names...).
@@ -153,9 +128,11 @@ def train_model(model: nn.Module, train_set, val_set, profile: Profile, out_dir:
     use_scaler = device.startswith("cuda") and cfg.mixed_precision and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     amp = _autocast(device) if cfg.mixed_precision else torch.autocast("cpu", enabled=False)
-    state = _resume(out_dir, model, optimizer, scheduler, scaler, device) or {
+    settings = run_settings(kind, profile, seed=seed, epochs=epochs, train_set=train_set, val_set=val_set,
+                            extra=extra)
+    state = load_checkpoint(out_dir, model, optimizer, scheduler, scaler, device=device, settings=settings) or {
         "epochs_done": 0, "best_epoch": None, "best_accuracy": -1.0, "best_loss": float("inf"),
-        "bad_epochs": 0, "finished": False, "history": [], "kind": kind, "seed": seed}
+        "bad_epochs": 0, "finished": False, "history": [], "kind": kind, "seed": seed, "settings": settings}
     first_epoch = state["epochs_done"]
     for epoch in range(first_epoch, epochs):
         if state["finished"] or (stop_after is not None and epoch - first_epoch >= stop_after):
@@ -180,7 +157,7 @@ def train_model(model: nn.Module, train_set, val_set, profile: Profile, out_dir:
             state["bad_epochs"] += 1
         state["epochs_done"] = epoch + 1
         state["finished"] = state["bad_epochs"] >= cfg.patience or epoch + 1 == epochs
-        _save_checkpoint(out_dir, model, state, optimizer, scheduler, scaler, extra)
+        save_checkpoint(out_dir, model, state, optimizer, scheduler, scaler, extra)
         if progress:
             print(f"{kind} epoch {epoch + 1}: train loss {train_loss:.3f}, "
                   f"val loss {val_loss:.3f}, val acc {val_accuracy:.3f}")

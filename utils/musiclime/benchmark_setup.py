@@ -82,7 +82,8 @@ def load_model_and_tokens(profile: Profile, corpus_dir: Path, run_dir: Path, tas
     tokens = TokenCache(tokens.tokenizer, profile.model.max_tokens)
     best = run_dir / task / kind / "best"
     if profile.name == "tiny" and (best / "model.json").is_file():
-        model, _ = load_model(best, device=device)
+        model, _ = load_model(best, device=device, task=task, kind=kind, profile=profile.name,
+                              class_names=TASKS[task])
         try:  # no machine paths in written results
             shown = str(Path(best).resolve().relative_to(PROJECT_ROOT))
         except ValueError:

@@ -372,11 +372,14 @@ def load_predictor(run_dir: str | Path, task: str, kind: str, profile: Profile, 
                    device: str = "auto", **options) -> ModelPredictor:
     """The best ``run_dir/task/kind`` model wrapped as a predictor (tokenizer from the corpus).
 
-    ``options`` go to :class:`ModelPredictor` (``chunk_size``, ``features``, ``autocast``).
+    ``options`` go to :class:`ModelPredictor` (``chunk_size``, ``features``, ``autocast``). A saved
+    model of another task, kind, profile or class list is refused
+    (:func:`utils.model_related.models.load_trained`).
     """
     from utils.model_related.inputs import prepare_tokens
     from utils.model_related.models import load_trained
 
     device = resolve_device(device)
     tokens = prepare_tokens(profile, corpus_dir) if kind in ("lyrics", "multimodal") else None
-    return ModelPredictor(load_trained(run_dir, task, kind, device=device), profile, tokens, device=device, **options)
+    model = load_trained(run_dir, task, kind, device=device, profile=profile.name)
+    return ModelPredictor(model, profile, tokens, device=device, **options)
