@@ -10,7 +10,8 @@ import soundfile as sf
 
 from utils.dataset_related import extract
 from utils.config import get_profile
-from utils.dataset_related.features import AudioError, reference_features
+from reference import reference_features
+from utils.dataset_related.features import AudioError
 
 PROFILE = get_profile("tiny")
 LINES = ("the river runs under the mountain", "we dance all night in the city light",

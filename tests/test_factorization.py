@@ -6,7 +6,8 @@ import pytest
 import soundfile
 from lime.lime_text import IndexedString, LimeTextExplainer
 
-from utils.config import STEMS, audio_component_names
+from reference import audio_component_names
+from utils.config import STEMS
 from utils.musiclime.factorization import SourceSeparationSegments, TimeSegments, segment_bounds
 from utils.musiclime.lyric_features import LineFeatures, WordFeatures, text_features
 from utils.musiclime.separation import HPSSSeparator, OracleSeparator

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from reference import reference_features
 from utils.config import get_profile
-from utils.dataset_related.features import (AudioError, ast_features, cut_clip, find_audio, load_audio, load_clip, load_features,
-                            reference_features, save_features)
+from utils.dataset_related.features import (AudioError, ast_features, cut_clip, find_audio, load_audio, load_clip,
+                                            load_features, save_features)
 
 
 def _music(seconds, seed=0):

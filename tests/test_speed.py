@@ -14,7 +14,8 @@ from utils.musiclime.explainer import explain
 from utils.musiclime.sampling import sample_crossed_neighbourhood, sample_masks
 from utils.musiclime.factorization import SourceSeparationSegments, TimeSegments
 from utils.musiclime.lyric_features import LineFeatures, WordFeatures
-from utils.dataset_related.features import ast_features, find_audio, load_audio, reference_features
+from reference import reference_features
+from utils.dataset_related.features import ast_features, find_audio, load_audio
 from utils.model_related.models import build_model
 from utils.model_related.pipeline import load_splits, prepare_tokens
 from utils.musiclime.lyric_tokens import PieceTokenizer, compose_texts

@@ -85,11 +85,6 @@ def component_name(stem: str, segment: int) -> str:
     return f"{stem}{segment}"
 
 
-def audio_component_names(num_segments: int = 10, stems: tuple[str, ...] = STEMS) -> list[str]:
-    """Names of all audio components in the paper's segment-major order."""
-    return [component_name(s, k) for k in range(num_segments) for s in stems]
-
-
 # ---------------------------------------------------------------- profiles
 @dataclass
 class AudioConfig:

@@ -160,11 +160,6 @@ def english_probability(text: str, tries: int = 5, seed: int = 0,
     return float(best)
 
 
-def is_english(text: str, threshold: float = 0.42, tries: int = 5, seed: int = 0) -> bool:
-    """True when :func:`english_probability` reaches ``threshold`` (paper: 0.42, 5 tries)."""
-    return english_probability(text, tries, seed, threshold) >= threshold
-
-
 def fetch_titles(segments: pd.DataFrame, client: Client, progress: ProgressLog,
                  policy: RetryPolicy, limiter: RateLimiter | None = None,
                  show_progress: bool = True) -> dict[str, int]:

@@ -295,21 +295,6 @@ def ast_features(
     return torch.cat(outputs) if outputs else batch.new_zeros((0, audio_cfg.max_length, audio_cfg.num_mel_bins))
 
 
-def reference_features(waveform: np.ndarray, audio_cfg: AudioConfig) -> np.ndarray:
-    """The library's own ``ASTFeatureExtractor`` output for one clip, (max_length, mel)."""
-    from transformers import ASTFeatureExtractor
-
-    extractor = ASTFeatureExtractor(
-        sampling_rate=audio_cfg.sample_rate,
-        num_mel_bins=audio_cfg.num_mel_bins,
-        max_length=audio_cfg.max_length,
-        mean=audio_cfg.feature_mean,
-        std=audio_cfg.feature_std,
-    )
-    out = extractor(np.asarray(waveform, dtype=np.float32), sampling_rate=audio_cfg.sample_rate, return_tensors="np")
-    return out["input_values"][0]
-
-
 # ---------------------------------------------------------------- precomputed features
 def save_features(features_dir: str | Path, ids: Iterable[str], features: np.ndarray | torch.Tensor) -> None:
     """Write one ``<id>.npy`` (frames, mel) float32 per clip, as the authors shared them (atomically)."""

@@ -1,0 +1,26 @@
+"""Reference implementations the tests compare the library against (never used by the library)."""
+from __future__ import annotations
+
+import numpy as np
+
+from utils.config import STEMS, AudioConfig, component_name
+
+
+def reference_features(waveform: np.ndarray, audio_cfg: AudioConfig) -> np.ndarray:
+    """The library's own ``ASTFeatureExtractor`` output for one clip, (max_length, mel)."""
+    from transformers import ASTFeatureExtractor
+
+    extractor = ASTFeatureExtractor(
+        sampling_rate=audio_cfg.sample_rate,
+        num_mel_bins=audio_cfg.num_mel_bins,
+        max_length=audio_cfg.max_length,
+        mean=audio_cfg.feature_mean,
+        std=audio_cfg.feature_std,
+    )
+    out = extractor(np.asarray(waveform, dtype=np.float32), sampling_rate=audio_cfg.sample_rate, return_tensors="np")
+    return out["input_values"][0]
+
+
+def audio_component_names(num_segments: int = 10, stems: tuple[str, ...] = STEMS) -> list[str]:
+    """Names of all audio components in the paper's segment-major order."""
+    return [component_name(s, k) for k in range(num_segments) for s in stems]
