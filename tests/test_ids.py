@@ -151,12 +151,13 @@ def test_published_split_drops_path_ids_and_writes_nothing_outside(tmp_path):
         (raw / "split" / f"{split}.jsonl").write_text("".join(json.dumps(_row(i, k)) + "\n"
                                                               for k, i in enumerate(ids)), encoding="utf-8")
     for song_id in good:
-        np.save(raw / "spectrograms" / f"{song_id}.npy", np.zeros((5, 32), dtype=np.float32))
+        np.save(raw / "spectrograms" / f"{song_id}.npy", np.zeros((1, 400, 32), dtype=np.float32))
     (tmp_path / "outside").mkdir()
-    np.save(tmp_path / "outside" / "x.npy", np.zeros((5, 32), dtype=np.float32))
+    np.save(tmp_path / "outside" / "x.npy", np.zeros((1, 400, 32), dtype=np.float32))
     before = _files(tmp_path)
-    report = import_published_split(raw / "split", out, spectrogram_dir=raw / "spectrograms", show_progress=False)
-    unsafe = report.problems["missing or unsafe id"]
+    report = import_published_split(raw / "split", out, spectrogram_dir=raw / "spectrograms", profile="tiny",
+                                    show_progress=False)
+    unsafe = report.problems["dropped: missing or unsafe id"]
     assert len(unsafe) == 5 and all(repr(bad) in " ".join(unsafe) for bad in BAD_IDS[:5])
     assert _files(tmp_path, skip=out) == before
     assert sorted(p.stem for p in (out / "features").glob("*.npy")) == good

@@ -1,5 +1,5 @@
-"""M4A pipelines (utils.dataset_related.music4all, music4all_published, corpus): the authors' genre rules,
-lyrics cleaning, the raw Music4All rebuild and the published-split import, on fixtures in the real formats."""
+"""M4A pipelines (utils.dataset_related.music4all, corpus): the authors' genre rules, lyrics cleaning and
+the raw Music4All rebuild, on fixtures in the real formats (the published release: test_published_split.py)."""
 from __future__ import annotations
 
 import csv
@@ -14,8 +14,7 @@ import soundfile as sf
 from utils.dataset_related import corpus as schema
 from utils.dataset_related import fixtures
 from utils.dataset_related import music4all as m4a
-from utils.dataset_related import music4all_published as published
-from utils.config import GENRES, emotion_from_valence_energy, get_profile
+from utils.config import emotion_from_valence_energy, get_profile
 
 RULES_PATH = m4a.DEFAULT_RULES_PATH
 
@@ -286,52 +285,3 @@ def test_load_clip_pads_short_audio_and_rejects_garbage(tmp_path):
         schema.decode_clip(garbage, 16_000, 1.0)
 
 
-# ------------------------------------------------------------------ the published split
-def test_import_published_split(tmp_path):
-    raw = fixtures.write_published_fixture(tmp_path / "pub", seed=0, sizes=(12, 6, 6))
-    report = published.import_published_split(
-        raw / "split", tmp_path / "corpus", audio_dir=raw / "audios",
-        spectrogram_dir=raw / "spectrograms", profile="tiny", show_progress=False)
-    corpus = tmp_path / "corpus"
-    rows = {s: _read_split(corpus, s) for s in ("train", "val", "test")}
-    ids = [r["id"] for rs in rows.values() for r in rs]
-    # 24 rows: -1 unknown genre, -1 unknown emotion, -1 audio missing; the repeated id and
-    # the non-JSON line are extra lines, not rows
-    assert len(ids) == 21 and len(set(ids)) == 21
-    assert all(r["primary_short"] in GENRES and r["valence"] is None for rs in rows.values() for r in rs)
-    counts = report.problem_counts()
-    assert counts["unknown genre class"] == 1 and counts["unknown emotion class"] == 1
-    assert counts["duplicate id"] == 1 and counts["malformed line in split file"] == 1
-    assert counts["audio file missing"] == 1
-    assert counts["spectrogram missing"] == 1
-    features = sorted((corpus / "features").glob("*.npy"))
-    assert len(features) == 20
-    arr = np.load(features[0], allow_pickle=False)
-    assert arr.shape == (400, 32) and arr.dtype == np.float32
-    for i in ids:
-        assert sf.info(str(corpus / "audio" / f"{i}.wav")).frames == get_profile("tiny").clip_length
-
-
-def test_import_published_split_without_audio_requirement(tmp_path):
-    raw = fixtures.write_published_fixture(tmp_path / "pub", seed=1, sizes=(9, 3, 3),
-                                      spectrogram_shape=(1, 20, 32))
-    published.import_published_split(raw / "split", tmp_path / "corpus", audio_dir=raw / "audios",
-                               require_audio=False, show_progress=False)
-    n = sum(len(_read_split(tmp_path / "corpus", s)) for s in ("train", "val", "test"))
-    assert n == 13                                   # 15 - unknown genre - unknown emotion
-
-
-def test_find_split_file(tmp_path):
-    (tmp_path / "validation.json").write_text("[]")
-    assert published.find_split_file(tmp_path, "val").name == "validation.json"
-    with pytest.raises(FileNotFoundError, match="test"):
-        published.find_split_file(tmp_path, "test")
-
-
-def test_load_spectrogram_never_unpickles(tmp_path):
-    path = tmp_path / "x.npy"
-    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError):
-        published.load_spectrogram(path)
-    np.save(path, np.ones((1, 5, 4), dtype=np.float64))
-    assert published.load_spectrogram(path).shape == (5, 4)

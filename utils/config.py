@@ -107,7 +107,10 @@ class ModelConfig:
     audio_source: str = "MIT/ast-finetuned-audioset-10-10-0.4593"
     lyrics_source: str = "roberta-large"
     tokenizer_source: str = "roberta-large"
-    max_tokens: int = 512
+    max_tokens: int = 256              # the authors' DataPreprocessor(max_len=256)
+    # applied to every text before tokenising (utils.dataset_related.text.PREPROCESSING): "authors" =
+    # their DataPreprocessor.preprocess (lower-case, punctuation removed, whitespace collapsed)
+    text_preprocessing: str = "authors"
     # scratch configs (used only when a source is "scratch")
     ast_hidden: int = 768
     ast_layers: int = 12
@@ -177,7 +180,7 @@ def tiny_profile() -> Profile:
         audio=AudioConfig(clip_seconds=4.0, num_mel_bins=32, max_length=400),
         model=ModelConfig(
             audio_source="scratch", lyrics_source="scratch", tokenizer_source="corpus",
-            max_tokens=96,
+            max_tokens=96, text_preprocessing="none",
             ast_hidden=128, ast_layers=2, ast_heads=4, ast_intermediate=256,
             roberta_hidden=64, roberta_layers=2, roberta_heads=4, roberta_intermediate=128,
             vocab_size=1000, dropout=0.1, fusion_init="unimodal",

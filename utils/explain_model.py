@@ -114,4 +114,4 @@ def load_tokens(model: ModelInfo, tokenizer: str | os.PathLike | None = None):
     if vocabulary is not None and (len(loaded) > vocabulary or (corpus_trained and len(loaded) != vocabulary)):
         raise UsageError(f"--tokenizer {tokenizer}: {len(loaded)} tokens, but the model was trained with a "
                          f"{vocabulary}-token vocabulary; give the tokenizer of the model's corpus")
-    return TokenCache(loaded, model.profile.model.max_tokens)
+    return TokenCache(loaded, model.profile.model.max_tokens, model.profile.model.text_preprocessing)

@@ -4,8 +4,9 @@ Each writer puts a few dozen songs (with deliberate defects, one of each kind th
 must survive) in a folder, plus ``expected.json`` saying what each item should become:
 
 * :func:`write_music4all_fixture` -- raw Music4All (for :func:`utils.dataset_related.music4all.build_m4a`);
-* :func:`write_published_fixture` -- the authors' published M4A release
-  (for :func:`utils.dataset_related.music4all_published.import_published_split`);
+* :func:`utils.dataset_related.fixtures_published.write_published_fixture` -- the authors' published
+  M4A release, in their exact layout (for
+  :func:`utils.dataset_related.music4all_published.import_published_split`);
 * :func:`write_audioset_fixture` -- AudioSet's segment CSVs and ontology, and the canned network
   answers of :class:`utils.dataset_related.net_clients.FakeClient`
   (for :func:`utils.dataset_related.audioset.build_audioset`).
@@ -17,9 +18,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-
-from utils.config import EMOTIONS, GENRES
-from utils.config import SPLITS
 
 
 # ================================================================== Music4All
@@ -181,48 +179,6 @@ def _write_music4all_audio(audio_dir: Path, rng: np.random.Generator, ids: list[
             path.write_bytes(b"ID3" + bytes(rng.integers(0, 256, size=2000, dtype=np.uint8)))
             continue
         sf.write(str(path), _tone(rng, audio_seconds, sample_rate), sample_rate, format="MP3")
-
-
-def write_published_fixture(directory: str | Path, seed: int = 0,
-                            sizes: tuple[int, int, int] = (18, 9, 9),
-                            spectrogram_shape: tuple[int, ...] = (1, 400, 32),
-                            audio_seconds: float = 5.0, sample_rate: int = 22_050) -> Path:
-    """Write a small copy of the authors' published M4A release, in its formats.
-
-    ``split/train.jsonl`` (JSON lines), ``split/val.json`` (JSON lines under a ``.json``
-    name), ``split/test.json`` (a JSON array) with ``id``, ``lyrics``, ``primary_short``,
-    ``emotion``; ``spectrograms/<id>.npy`` (float32 ``spectrogram_shape``, the extractor's
-    batch axis first); ``audios/<id>.mp3``. Defects: one row with an unknown genre, one with
-    an unknown emotion, one non-JSON line, one id repeated in another split, one spectrogram
-    and one audio file missing.
-    """
-    import soundfile as sf
-
-    rng = np.random.default_rng(seed)
-    root = Path(directory)
-    for sub in ("split", "spectrograms", "audios"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    ids = _unique_ids(rng, sum(sizes))
-    records = [{"id": song_id, "lyrics": _english_lyrics(rng), "primary_short": GENRES[k % len(GENRES)],
-                "emotion": EMOTIONS[(k * 4) % len(EMOTIONS)]} for k, song_id in enumerate(ids)]
-    records[1]["primary_short"] = "polka"
-    records[2]["emotion"] = "Bored"
-    bounds = np.cumsum((0,) + tuple(sizes))
-    parts = {s: records[bounds[i]:bounds[i + 1]] for i, s in enumerate(SPLITS)}
-    parts["test"] = parts["test"] + [dict(parts["train"][3])]          # id repeated across splits
-    train_lines = [json.dumps(rec) + "\n" for rec in parts["train"]] + ["{not json\n"]
-    (root / "split" / "train.jsonl").write_text("".join(train_lines), encoding="utf-8")
-    (root / "split" / "val.json").write_text("".join(json.dumps(rec) + "\n" for rec in parts["val"]),
-                                             encoding="utf-8")
-    (root / "split" / "test.json").write_text(json.dumps(parts["test"]), encoding="utf-8")
-    for k, song_id in enumerate(ids):
-        if k != 5:
-            arr = rng.standard_normal(spectrogram_shape).astype(np.float32)
-            np.save(root / "spectrograms" / f"{song_id}.npy", arr, allow_pickle=False)
-        if k != 7:
-            sf.write(str(root / "audios" / f"{song_id}.mp3"),
-                     _tone(rng, audio_seconds, sample_rate), sample_rate, format="MP3")
-    return root
 
 
 # ================================================================== AudioSet

@@ -121,7 +121,8 @@ class SongDataset(torch.utils.data.Dataset):
 
     Items are dicts with ``labels`` and, depending on ``kind``, ``input_values`` (frames,
     mel) and/or ``input_ids`` / ``attention_mask`` (tokens). Audio features are read from
-    ``features/<id>.npy`` (call :func:`utils.dataset_related.extract.extract_features` first); lyrics are tokenised once.
+    ``features/<id>.npy`` (call :func:`utils.dataset_related.extract.extract_features` first); lyrics are tokenised once
+    (:meth:`TokenCache.songs`: a corpus's given tokens, the authors' ``tokenized_texts.json``, as they are).
     """
 
     def __init__(self, frame: pd.DataFrame, corpus_dir: str | Path, profile: Profile, task: str, kind: str,
@@ -138,7 +139,7 @@ class SongDataset(torch.utils.data.Dataset):
         if kind in ("lyrics", "multimodal"):
             if tokens is None:
                 raise ValueError(f"kind={kind!r} needs a TokenCache (tokens=...)")
-            self.tokens = tokens(list(frame["lyrics"]))
+            self.tokens = tokens.songs(self.ids, list(frame["lyrics"]))
         if kind in ("audio", "multimodal") and in_memory:
             self.audio = torch.stack([self._load(i) for i in self.ids]) if self.ids else None
 

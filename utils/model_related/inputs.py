@@ -14,7 +14,7 @@ import pandas as pd
 from utils.config import Profile
 from utils.dataset_related.extract import extract_features
 from utils.dataset_related.splits import SongDataset
-from utils.dataset_related.text import TokenCache
+from utils.dataset_related.text import TOKEN_FILE, TokenCache, read_token_file
 
 
 def prepare_tokens(profile: Profile, corpus_dir: str | Path, *, seed: int = 0) -> TokenCache:
@@ -22,11 +22,22 @@ def prepare_tokens(profile: Profile, corpus_dir: str | Path, *, seed: int = 0) -
 
     ``tokenizer_source == 'corpus'`` trains one on the training lyrics once and keeps it in
     ``<corpus_dir>/tokenizer``; anything else is a hub id or a local directory. Sequences are
-    cut at ``profile.model.max_tokens`` tokens.
+    cut at ``profile.model.max_tokens`` tokens; every text is preprocessed first as
+    ``profile.model.text_preprocessing`` says (the paper profile: the authors' preprocessing).
+
+    A corpus imported from the authors' release carries their ``tokenized_texts.json``: with a
+    tokenizer that is not corpus-trained (the paper profile's ``roberta-large``, the one that
+    made those ids) the songs' tokens are taken from it as they are (:meth:`TokenCache.songs`),
+    checked against the tokenizer's vocabulary and ``max_tokens`` (errors name the id).
     """
     from utils.dataset_related.extract import resolve_tokenizer
 
-    return TokenCache(resolve_tokenizer(profile, corpus_dir, seed=seed), profile.model.max_tokens)
+    tokenizer = resolve_tokenizer(profile, corpus_dir, seed=seed)
+    given, token_file = None, Path(corpus_dir) / TOKEN_FILE
+    if profile.model.tokenizer_source != "corpus" and token_file.is_file():
+        given = read_token_file(token_file, len(tokenizer), profile.model.max_tokens)
+    return TokenCache(tokenizer, profile.model.max_tokens, profile.model.text_preprocessing, given=given,
+                      given_source=str(token_file))
 
 
 def make_datasets(frames: dict[str, pd.DataFrame], corpus_dir: str | Path, profile: Profile, task: str, kind: str,

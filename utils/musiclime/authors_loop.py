@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from utils.config import Profile
+from utils.dataset_related.text import PREPROCESSING
 
 
 class AuthorsLoop:
@@ -26,7 +27,8 @@ class AuthorsLoop:
     none; in ``'lyrical'`` mode all components, every row) and the perturbed lyrics lime's
     ``IndexedString.inverse_removing``; every ``batch_size`` rows the batch goes to
     ``predict_fn``, which runs ``transformers.ASTFeatureExtractor`` and the tokenizer
-    (``padding='max_length'``, truncation) on each sample and the full model on the batch,
+    (``padding='max_length'``, truncation; the profile's text preprocessing first, for the paper
+    profile their ``DataPreprocessor.preprocess``) on each sample and the full model on the batch,
     then softmax. Only the model (ours) and the masks (given, to compare with the fast path)
     differ from their code.
 
@@ -70,7 +72,8 @@ class AuthorsLoop:
                      ["input_values"][0] for w in waveforms]
             inputs["input_values"] = torch.stack(specs).to(self.device)
         if self.kind in ("lyrics", "multimodal"):
-            encoded = [self.tokenizer(t, padding="max_length", truncation=True,
+            preprocess = PREPROCESSING[self.profile.model.text_preprocessing] or (lambda text: text)
+            encoded = [self.tokenizer(preprocess(t), padding="max_length", truncation=True,
                                       max_length=self.profile.model.max_tokens, return_tensors="pt") for t in texts]
             inputs["input_ids"] = torch.cat([e["input_ids"] for e in encoded]).to(self.device)
             inputs["attention_mask"] = torch.cat([e["attention_mask"] for e in encoded]).to(self.device)

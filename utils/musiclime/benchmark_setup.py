@@ -72,7 +72,7 @@ def load_model_and_tokens(profile: Profile, corpus_dir: Path, run_dir: Path, tas
 
     profile_for_tokens = profile if profile.name == "tiny" else get_profile("tiny")
     tokens = prepare_tokens(profile_for_tokens, corpus_dir)
-    tokens = TokenCache(tokens.tokenizer, profile.model.max_tokens)
+    tokens = TokenCache(tokens.tokenizer, profile.model.max_tokens, profile.model.text_preprocessing)
     best = run_dir / task / kind / "best"
     if profile.name == "tiny" and (best / "model.json").is_file():
         model, _ = load_model(best, device=device, task=task, kind=kind, profile=profile.name,

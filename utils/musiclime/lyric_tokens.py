@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -34,22 +34,31 @@ class PieceTokenizer:
     :meth:`supports` says whether a tokenizer qualifies (else the predictor uses its
     ``TokenCache``).
 
+    With ``preprocess`` (the paper profile's :func:`~utils.dataset_related.text.authors_preprocess`)
+    each text is preprocessed whole first and the preprocessed text is split into pieces, so the
+    result equals ``TokenCache`` with the same preprocessing (tests/test_authors_text.py): the
+    piecewise argument holds for any text, the preprocessed one included, whereas preprocessing
+    piece by piece would not (removing punctuation can join two pieces into one word).
+
     Parameters
     ----------
     tokenizer : a Hugging Face RoBERTa tokenizer (with ``backend_tokenizer``).
     max_tokens : sequence length (tokens) including ``<s>`` and ``</s>``.
+    preprocess : callable, optional
+        Applied to every text before it is split and tokenised (``TokenCache.preprocess``).
     """
 
     WHITESPACE = "\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"  # the tokenizer's \s
     SPLIT = re.compile(f"(?<=[^{WHITESPACE}])(?=[{WHITESPACE}])")
     MAX_PIECES = 200_000
 
-    def __init__(self, tokenizer, max_tokens: int):
+    def __init__(self, tokenizer, max_tokens: int, preprocess: Callable[[str], str] | None = None):
         if not self.supports(tokenizer):
             raise ValueError("PieceTokenizer needs a byte-level BPE tokenizer without normalizer or prefix space "
                              "(RoBERTa's)")
         self.backend = self._backend(tokenizer)
         self.max_tokens = int(max_tokens)
+        self.preprocess = preprocess
         self.cls_id, self.sep_id, self.pad_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
         self._pieces: dict[str, list[int]] = {}
 
@@ -86,6 +95,8 @@ class PieceTokenizer:
 
     def __call__(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """``input_ids`` and ``attention_mask``, (len(texts), max_tokens) int64."""
+        if self.preprocess is not None:
+            texts = [self.preprocess(text) for text in texts]
         split = [self.SPLIT.split(text) for text in texts]
         missing = list({piece for pieces in split for piece in pieces if piece not in self._pieces})
         if missing:

@@ -239,7 +239,8 @@ class ModelPredictor:
         self._tick("text_composition", tick)
         if self._pieces is None:
             supported = PieceTokenizer.supports(self.tokens.tokenizer)
-            self._pieces = PieceTokenizer(self.tokens.tokenizer, self.tokens.max_tokens) if supported else False
+            self._pieces = PieceTokenizer(self.tokens.tokenizer, self.tokens.max_tokens,
+                                          getattr(self.tokens, "preprocess", None)) if supported else False
         return self._text_outputs(texts, self._pieces or None)
 
     def _finish(self, logits: torch.Tensor) -> np.ndarray:

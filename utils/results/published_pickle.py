@@ -24,7 +24,9 @@ Anything else raises :class:`UnsafePickleError` naming ``module.name`` and the f
 Before unpickling, a file larger than :data:`MAX_PUBLISHED_BYTES` is refused, and the whole
 pickle is walked with ``pickletools`` (nothing built): a length claim beyond the end of the
 file (e.g. ``BINBYTES8`` announcing 1 TiB, which would make the unpickler allocate it) raises
-:class:`MalformedPickleError` naming the file.
+:class:`MalformedPickleError` naming the file. The machinery is the generic one of
+:mod:`utils.dataset_related.safe_pickle` (shared with the spectrogram batches); this module
+holds the aggregates' allow-list and value checks.
 
 The values become plain python numbers with :func:`to_plain` (NaN, inf and non-integral
 counts are refused, naming file, class and feature).
@@ -32,28 +34,23 @@ counts are refused, naming file, class and feature).
 from __future__ import annotations
 
 import collections
-import io
 import math
 import os
-import pickle
-import pickletools
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from utils.dataset_related.safe_pickle import (MalformedPickleError, UnsafePickleError, safe_dtype, safe_scalar)
+from utils.dataset_related.safe_pickle import RestrictedUnpickler as _GenericUnpickler
+from utils.dataset_related.safe_pickle import restricted_load as _restricted_load
+
+__all__ = ["ALLOWED_GLOBALS", "MAX_PUBLISHED_BYTES", "MalformedPickleError", "RestrictedUnpickler",
+           "UnsafePickleError", "default_dict_of_float", "default_dict_of_int", "restricted_load", "to_plain"]
+
 MAX_PUBLISHED_BYTES = 64 * 2**20
 """Largest published pickle read or downloaded (64 MiB; the authors' largest is 0.44 MB)."""
-
-
-# ---------------------------------------------------------------- restricted unpickling
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle referenced a global outside the allow-list (nothing was executed)."""
-
-
-class MalformedPickleError(pickle.UnpicklingError, ValueError):
-    """A published pickle refused before unpickling: larger than :data:`MAX_PUBLISHED_BYTES`,
-    a length claim beyond its end, or not a complete pickle (nothing was built)."""
+WHAT = "a published aggregate"
 
 
 def default_dict_of_float() -> collections.defaultdict:
@@ -66,41 +63,6 @@ def default_dict_of_int() -> collections.defaultdict:
     return collections.defaultdict(int)
 
 
-_SAFE_DTYPE_KINDS = set("biufcUS")   # bool, ints, floats, complex, unicode and byte strings
-
-
-def _check_dtype(dt: np.dtype) -> np.dtype:
-    if not isinstance(dt, np.dtype) or dt.hasobject or dt.kind not in _SAFE_DTYPE_KINDS or dt.fields:
-        raise UnsafePickleError(f"refused numpy dtype {dt!r} (only plain numeric / string dtypes)")
-    return dt
-
-
-def _safe_dtype(spec, align: bool = False, copy: bool = False) -> np.dtype:
-    """``numpy.dtype`` restricted to plain numeric and string dtypes (no object dtype)."""
-    if not isinstance(spec, str):
-        raise UnsafePickleError(f"refused numpy dtype spec {spec!r} (only dtype strings)")
-    return _check_dtype(np.dtype(spec, align, copy))
-
-
-def _numpy_scalar_function():
-    try:
-        from numpy._core.multiarray import scalar  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import scalar
-    return scalar
-
-
-_NUMPY_SCALAR = _numpy_scalar_function()
-
-
-def _safe_scalar(dtype: np.dtype, data: bytes = None):
-    """Rebuild a numpy scalar from its dtype and raw bytes (object dtypes refused)."""
-    _check_dtype(dtype)
-    if not isinstance(data, bytes):
-        raise UnsafePickleError(f"refused numpy scalar payload of type {type(data).__name__}")
-    return _NUMPY_SCALAR(dtype, data)
-
-
 ALLOWED_GLOBALS: dict[tuple[str, str], object] = {
     ("collections", "defaultdict"): collections.defaultdict,
     ("__main__", "default_dict_of_float"): default_dict_of_float,
@@ -108,14 +70,14 @@ ALLOWED_GLOBALS: dict[tuple[str, str], object] = {
     ("builtins", "float"): float,
     ("builtins", "int"): int,
     ("builtins", "str"): str,
-    ("numpy.core.multiarray", "scalar"): _safe_scalar,
-    ("numpy._core.multiarray", "scalar"): _safe_scalar,
-    ("numpy", "dtype"): _safe_dtype,
+    ("numpy.core.multiarray", "scalar"): safe_scalar,
+    ("numpy._core.multiarray", "scalar"): safe_scalar,
+    ("numpy", "dtype"): safe_dtype,
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` that resolves only :data:`ALLOWED_GLOBALS`.
+class RestrictedUnpickler(_GenericUnpickler):
+    """:class:`utils.dataset_related.safe_pickle.RestrictedUnpickler` with :data:`ALLOWED_GLOBALS`.
 
     Parameters
     ----------
@@ -125,50 +87,11 @@ class RestrictedUnpickler(pickle.Unpickler):
     """
 
     def __init__(self, file, source_name: str = "<pickle>"):
-        super().__init__(file)
-        self.source_name = source_name
-
-    def find_class(self, module: str, name: str):
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"{self.source_name}: refused global {module}.{name}; a published aggregate may only "
-                f"reference {sorted(m + '.' + n for m, n in ALLOWED_GLOBALS)}"
-            ) from None
-
-    def persistent_load(self, pid):
-        raise UnsafePickleError(f"{self.source_name}: refused persistent id {pid!r}")
-
-
-def _read_bounded(path: Path, max_bytes: int) -> bytes:
-    """The bytes of ``path``; :class:`MalformedPickleError` (naming it) beyond ``max_bytes``."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        data = handle.read(max_bytes + 1)       # bounded even where st_size lies (pipes, devices)
-    if max(size, len(data)) > max_bytes:
-        raise MalformedPickleError(
-            f"{path}: {max(size, len(data))} bytes or more, over the {max_bytes}-byte limit for a published "
-            f"aggregate (MAX_PUBLISHED_BYTES); refused without unpickling")
-    return data
-
-
-def _check_structure(data: bytes, path: Path) -> None:
-    """Walk the opcodes of ``data`` without building anything (``pickletools.genops``).
-
-    ``genops`` reads every length-prefixed argument with a bounded read and raises when a
-    length claims more bytes than remain; a ``FRAME`` claim is checked here.
-    """
-    try:
-        for opcode, arg, pos in pickletools.genops(data):
-            if opcode.name == "FRAME" and arg > len(data) - pos - 9:
-                raise ValueError(f"at byte {pos}, a frame of {arg} bytes, but only {len(data) - pos - 9} remain")
-    except ValueError as err:
-        raise MalformedPickleError(f"{path}: malformed pickle refused before unpickling ({err})") from None
+        super().__init__(file, ALLOWED_GLOBALS, source_name, WHAT)
 
 
 def restricted_load(path: str | os.PathLike, max_bytes: int | None = None) -> object:
-    """Unpickle ``path`` with :class:`RestrictedUnpickler` (raises before running anything unsafe).
+    """Unpickle ``path`` with :data:`ALLOWED_GLOBALS` only (raises before running anything unsafe).
 
     Parameters
     ----------
@@ -185,17 +108,8 @@ def restricted_load(path: str | os.PathLike, max_bytes: int | None = None) -> ob
     UnsafePickleError
         A global outside the allow-list.
     """
-    path = Path(path)
-    data = _read_bounded(path, MAX_PUBLISHED_BYTES if max_bytes is None else max_bytes)
-    _check_structure(data, path)
-    try:
-        return RestrictedUnpickler(io.BytesIO(data), source_name=str(path)).load()
-    except UnsafePickleError as err:
-        if str(path) in str(err):
-            raise
-        raise UnsafePickleError(f"{path}: {err}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
-        raise pickle.UnpicklingError(f"{path}: not a readable aggregate pickle ({err})") from err
+    limit = MAX_PUBLISHED_BYTES if max_bytes is None else max_bytes
+    return _restricted_load(path, ALLOWED_GLOBALS, limit, WHAT)
 
 
 def to_plain(obj: object, path: Path, value_type: type) -> dict[int, dict[str, float | int]]:
