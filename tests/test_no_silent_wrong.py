@@ -16,6 +16,7 @@ from utils.musiclime.lyric_features import LineFeatures, WordFeatures
 from utils.musiclime.lyric_tokens import compose_texts
 from utils.musiclime.predict import ModelPredictor
 from utils.musiclime.separation import check_waveform
+from utils.musiclime.surrogate import fit_surrogate
 
 PROFILE = get_profile("tiny")
 RATE = PROFILE.audio.sample_rate
@@ -75,6 +76,10 @@ def test_degenerate_surrogate_settings():
     for width in (0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="kernel_width must be a positive number"):
             explain(Box(), fac, None, mode="audio", num_samples=50, kernel_width=width)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="kernel_width"):
+        fit_surrogate(rng.integers(0, 2, (20, 5)).astype(float), rng.random((20, 2)), rng.random(20), 0,
+                      kernel_width=0.0)
     for rows in (2, 9):
         with pytest.warns(UserWarning, match=f"num_samples={rows} rows for 10 features"):
             explain(Box(), fac, None, mode="audio", num_samples=rows)

@@ -90,6 +90,8 @@ def fit_surrogate(masks: np.ndarray, predictions: np.ndarray, distances: np.ndar
     if masks.shape[0] < 2:
         raise ValueError(f"need at least 2 neighbourhood rows, got {masks.shape[0]}")
     label = check_labels([label], predictions.shape[1], "label")[0]
+    if not np.isfinite(kernel_width) or kernel_width <= 0:
+        raise ValueError(f"kernel_width must be a positive number, got {kernel_width!r}")
     base = LimeBase(partial(kernel, kernel_width=kernel_width), random_state=random_state)
     regressor = Ridge(alpha=alpha, fit_intercept=True, random_state=random_state)
     intercept, pairs, score, local_prediction = base.explain_instance_with_data(
