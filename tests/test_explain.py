@@ -105,7 +105,7 @@ def test_long_clip_is_cut_at_start(tmp_path):
     path = tmp_path / "ramp.wav"
     soundfile.write(path, ramp, RATE, subtype="FLOAT")
     clip = load_song_clip(path, RATE, CLIP, start_seconds=2.0)
-    assert clip.window == (32_000, 96_000) and clip.padded_length == 0 and clip.file_samples == 10 * RATE
+    assert clip.window == (32_000, 96_000) and clip.padded_length == 0 and clip.file_length == 10 * RATE
     np.testing.assert_array_equal(clip.waveform, ramp[32_000:96_000])
     middle = load_song_clip(path, RATE, CLIP, start_seconds=None)
     assert middle.window == (48_000, 112_000)
@@ -131,7 +131,7 @@ def test_stereo_44k_files_are_resampled_to_mono(tmp_path, fmt):
     clip = load_song_clip(path, RATE, CLIP)
     assert clip.waveform.shape == (CLIP,) and clip.waveform.dtype == np.float32
     assert (clip.input_sample_rate, clip.input_channels) == (44_100, 2)
-    assert abs(clip.file_samples - 5 * RATE) < 0.01 * RATE
+    assert abs(clip.file_length - 5 * RATE) < 0.01 * RATE
     spectrum = np.abs(np.fft.rfft(clip.waveform))
     assert abs(np.argmax(spectrum) * RATE / CLIP - 500.0) < 2.0                # still a 500 Hz tone at 16 kHz
     assert 0.25 < np.max(np.abs(clip.waveform)) < 0.45                         # mean of 0.5 and 0.25 peaks

@@ -247,7 +247,7 @@ def _clip_settings(clip: SongClip | None, separator: str) -> dict:
         return dict.fromkeys(keys)
     rate, (start, end) = clip.sample_rate, clip.window
     return dict(zip(keys, (separator, start / rate, [start, end], [start / rate, end / rate],
-                           clip.file_samples / rate, clip.padded_length / rate, clip.input_sample_rate,
+                           clip.file_length / rate, clip.padded_length / rate, clip.input_sample_rate,
                            clip.input_channels)))
 
 

@@ -163,9 +163,9 @@ def check_audio_fits(predict_fn: Any, factorization: Factorization, sample_rate:
     model_rate = getattr(predict_fn, "sample_rate", None)
     if sample_rate is None and model_rate is None:
         raise ValueError("sample_rate= (the model's sample rate in Hz) is required with a factorization")
-    for name, rate in (("sample_rate=", sample_rate), ("the model's rate", model_rate)):
+    for name, rate in (("sample_rate=", sample_rate), ("the model's rate is ", model_rate)):
         if rate is not None and factorization.sample_rate != check_sample_rate(rate):
-            raise ValueError(f"factorization is at {factorization.sample_rate} Hz but {name} is {rate} Hz; "
+            raise ValueError(f"factorization is at {factorization.sample_rate} Hz but {name}{rate} Hz; "
                              "load/resample the audio at the model's rate")
     model_length = getattr(predict_fn, "clip_length", None)
     if model_length is not None and factorization.length > model_length:
