@@ -7,8 +7,18 @@ from utils.config import STEMS, AudioConfig, component_name
 
 
 def reference_features(waveform: np.ndarray, audio_cfg: AudioConfig) -> np.ndarray:
-    """The library's own ``ASTFeatureExtractor`` output for one clip, (max_length, mel)."""
+    """The library's own ``ASTFeatureExtractor`` output for one clip, (max_length, mel).
+
+    Without torchaudio (this project's environment) the extractor takes its numpy fallback,
+    which frames at 16 kHz (400 / 160 samples) whatever the rate: a reference at 16 kHz only.
+    The authors' 44.1 kHz front end (torchaudio's Kaldi fbank) is in ``tests/kaldi_signals.py``.
+    """
     from transformers import ASTFeatureExtractor
+    from transformers.models.audio_spectrogram_transformer import feature_extraction_audio_spectrogram_transformer
+
+    if audio_cfg.sample_rate != 16_000 and not feature_extraction_audio_spectrogram_transformer.is_speech_available():
+        raise ValueError(f"reference_features: without torchaudio the extractor frames at 16 kHz, not at "
+                         f"sample_rate={audio_cfg.sample_rate}; compare with the Kaldi fixture instead")
 
     extractor = ASTFeatureExtractor(
         sampling_rate=audio_cfg.sample_rate,

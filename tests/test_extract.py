@@ -64,6 +64,22 @@ def test_features_match_the_reference_extractor_and_skip_bad_audio(corpus):
     assert not list((corpus / "features").glob("*.part"))
 
 
+def test_features_of_another_profile_are_refused_not_reused(corpus):
+    """Same shapes, other numbers (paper at 44.1 kHz after paper16k): the folder's audio.json says which."""
+    import dataclasses
+
+    extract.extract_features(corpus, ["song0"], PROFILE, show_progress=False)
+    settings = json.loads((corpus / "features" / extract.FEATURE_SETTINGS).read_text())
+    assert settings == dataclasses.asdict(PROFILE.audio)
+    extract.extract_features(corpus, ["song1"], PROFILE, show_progress=False)          # the same settings: fine
+    other = PROFILE.replace(audio=dataclasses.replace(PROFILE.audio, sample_rate=44_100))
+    with pytest.raises(ValueError, match=r"audio.json.*sample_rate=16000 \(profile: 44100\)"):
+        extract.extract_features(corpus, ["song0"], other, show_progress=False)
+    (corpus / "features" / extract.FEATURE_SETTINGS).write_text("{not json")
+    with pytest.raises(ValueError, match="audio.json: cannot read"):
+        extract.extract_features(corpus, ["song0"], PROFILE, show_progress=False)
+
+
 def test_features_resume_and_redo_broken_files(corpus):
     extract.extract_features(corpus, "train", PROFILE, show_progress=False)
     kept = corpus / "features" / "song1.npy"

@@ -201,3 +201,35 @@ def test_text_masks_must_be_binary_and_lyrics_a_string():
     with pytest.raises(TypeError, match="lyrics must be a str"):
         WordFeatures(None)
     assert WordFeatures("").n_features == 0
+
+
+def test_the_paper_profile_explains_its_clip_at_44k(tmp_path):
+    """paper: the song is read at 44.1 kHz, cut to 452250 samples, split into 10 segments of 45225
+    samples (nothing dropped), and the linear-domain features of its perturbations fill all 1024
+    frames and equal ast_features at 44.1 kHz."""
+    from utils.config import get_profile
+    from utils.dataset_related.features import ast_features
+    from utils.musiclime.song import song_factorization
+    from utils.musiclime.spectral import SpectralComposer
+
+    profile, rate = get_profile("paper"), 44_100
+    t = np.arange(int(11.0 * rate)) / rate
+    rng = np.random.default_rng(0)
+    stems = {"vocals": 0.2 * np.sin(2 * np.pi * 660 * t) * (np.sin(2 * np.pi * 0.5 * t) > 0),
+             "drums": 0.3 * rng.standard_normal(t.size) * np.exp(-(t % 0.5) / 0.03),
+             "bass": 0.3 * np.sin(2 * np.pi * 55 * t), "other": 0.1 * np.sin(2 * np.pi * 12_000 * t)}
+    (tmp_path / "stems" / "x").mkdir(parents=True)
+    (tmp_path / "audio").mkdir()
+    for stem, wave in stems.items():
+        soundfile.write(str(tmp_path / "stems" / "x" / f"{stem}.wav"), wave.astype(np.float32), rate, subtype="FLOAT")
+    soundfile.write(str(tmp_path / "audio" / "x.wav"), mix_of(stems), rate, subtype="FLOAT")
+    fac = song_factorization(tmp_path, "x", profile, OracleSeparator(tmp_path))
+    assert fac.sample_rate == rate and fac.length == profile.clip_length == 452_250
+    assert fac.segment_length == 45_225 and fac.components[-1].end == fac.length
+    assert fac.components[9 * 4 + 3].start_seconds == pytest.approx(9 * 45_225 / rate)
+    np.testing.assert_array_equal(fac.stems["other"], stems["other"][: fac.length].astype(np.float32))
+    masks = np.array([np.ones(40), np.arange(40) % 3 == 0, np.arange(40) // 4 == 9], dtype=np.float32)
+    composer = SpectralComposer(fac.components_matrix, profile.audio, method="gram")
+    assert composer.num_frames == profile.audio.max_length == 1024
+    ours = composer(masks).numpy()
+    assert np.abs(ours - ast_features(fac.compose(masks), profile.audio).numpy()).max() < 1e-3

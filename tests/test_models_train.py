@@ -301,3 +301,17 @@ def test_missing_audio_names_the_id(setup, tmp_path):
     (tmp_path / "audio").mkdir()
     with pytest.raises(FileNotFoundError, match="nosuchsong"):
         extract_features(tmp_path, frame["id"], profile, pad=False, skip_bad=False, show_progress=False)
+
+
+def test_a_model_trained_at_another_rate_is_refused(tmp_path):
+    """paper (44.1 kHz) and paper16k make spectrograms of the same shape: model.json's sample_rate tells them apart."""
+    from utils.model_related.models import check_profile_fits
+
+    path = tmp_path / "model.json"
+    description = {"kind": "audio", "config": {"num_mel_bins": 128}, "sample_rate": 16_000}
+    check_profile_fits(description, "paper16k", path)
+    with pytest.raises(ValueError, match=r"model\.json: .*16000 Hz audio, the 'paper' profile makes them at 44100 Hz"):
+        check_profile_fits(description, "paper", path)
+    check_profile_fits({**description, "sample_rate": 44_100}, "paper", path)
+    check_profile_fits({"kind": "lyrics", "config": {}, "sample_rate": 16_000}, "paper", path)   # no audio input
+    check_profile_fits({"kind": "audio", "config": {"num_mel_bins": 128}}, "paper", path)        # not recorded

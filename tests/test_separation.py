@@ -1,5 +1,6 @@
 """Separators: oracle stems, weight-free HPSS, Open-Unmix (skipped without the package), cache."""
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -229,3 +230,89 @@ def test_openunmix_separator_matches_the_authors_pipeline_and_refuses_incomplete
         OpenUnmixSeparator(partial)
     with pytest.raises(TypeError, match="model"):
         OpenUnmixSeparator(42)
+
+
+def _fake_openunmix(monkeypatch, calls):
+    """A stand-in ``openunmix`` package: stem k is ``(k + 1) / 10`` times the input, in stereo."""
+    import torch
+
+    class FakeSeparator:
+        sample_rate, niter, target_models = torch.tensor(44100.0), 1, {s: None for s in STEMS}
+
+        def to(self, device):
+            return self
+
+        def eval(self):
+            return self
+
+        def state_dict(self):
+            return {}
+
+    def separate(audio, rate, separator, device):
+        calls.append((audio.clone(), rate))
+        return {s: torch.stack([audio, audio], dim=1) * (k + 1) / 10 for k, s in enumerate(STEMS)}
+
+    package = types.ModuleType("openunmix")
+    package.model = types.SimpleNamespace(Separator=FakeSeparator)
+    package.predict = types.SimpleNamespace(separate=separate)
+    package.utils = types.SimpleNamespace()
+    for name, module in (("openunmix", package), ("openunmix.model", package.model),
+                         ("openunmix.predict", package.predict), ("openunmix.utils", package.utils)):
+        monkeypatch.setitem(sys.modules, name, module)
+    return FakeSeparator()
+
+
+def test_openunmix_separator_takes_44k_audio_as_it_is(monkeypatch):
+    """At the authors' 44.1 kHz the clip goes to Open-Unmix unresampled and the stems come back
+    at 44.1 kHz; at 16 kHz it is resampled up and back."""
+    calls = []
+    separator = OpenUnmixSeparator(_fake_openunmix(monkeypatch, calls))
+    assert separator.model_sample_rate == 44_100
+    wave = sine(440, 0.5, sr=44_100) + sine(90, 0.5, sr=44_100)
+    stems = separator.separate(wave, 44_100)
+    (audio, rate), = calls
+    assert rate == 44_100 and np.array_equal(audio.numpy()[0], wave)
+    for k, s in enumerate(STEMS):
+        np.testing.assert_allclose(stems[s], wave * (k + 1) / 10, rtol=1e-6, atol=1e-7)
+    calls.clear()
+    low = sine(440, 0.5) + sine(90, 0.5)
+    stems = separator.separate(low, SR)
+    assert calls[0][1] == 44_100 and abs(calls[0][0].shape[1] - 22_050) <= 1           # resampled up
+    assert stems["bass"].shape == low.shape and np.abs(stems["bass"] - 0.3 * low).max() < 1e-2
+
+
+def test_openunmix_separator_at_44k_is_the_model_itself():
+    """With the real package: at 44.1 kHz the stems are the model's, averaged to mono (no resampling)."""
+    import torch
+
+    openunmix = _openunmix_or_skip()
+    model = _random_umx(0)
+    wave = sine(440, 0.5, sr=44_100) + sine(90, 0.5, sr=44_100)
+    stems = OpenUnmixSeparator(model).separate(wave, 44_100)
+    with torch.inference_mode():
+        est = openunmix.predict.separate(torch.as_tensor(wave[None, :]), rate=44100, separator=model)
+    for s in STEMS:
+        reference = est[s][0].mean(dim=0).numpy()
+        np.testing.assert_allclose(stems[s], reference[: wave.size], atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [16_000, 44_100])
+def test_hpss_splits_the_same_at_44k(rate):
+    """Cut-offs are in Hz and the repetition width in seconds: the split does not assume 16 kHz."""
+    t = np.arange(int(3.0 * rate)) / rate
+    bass = 0.3 * np.sin(2 * np.pi * 55 * t)
+    tone = 0.2 * np.sin(2 * np.pi * 1500 * t)
+    clicks = np.zeros_like(t)
+    clicks[:: rate // 4] = 1.0
+    burst = np.exp(-np.arange(int(0.0125 * rate)) / (0.00125 * rate)) * np.random.default_rng(0).standard_normal(
+        int(0.0125 * rate))
+    clicks = 0.5 * np.convolve(clicks, burst, mode="same")
+    mix = (bass + clicks + tone).astype(np.float32)
+    stems = HPSSSeparator().separate(mix, rate)
+    assert np.max(np.abs(sum(stems.values()) - mix)) < 1e-5
+
+    def share(stem, ref):
+        return float(np.dot(stems[stem], ref) / np.dot(ref, ref))
+
+    assert share("bass", bass) > 0.95 and share("other", tone) > 0.95 and share("vocals", tone) < 0.05
+    assert share("drums", clicks) > 0.8

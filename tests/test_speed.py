@@ -4,10 +4,13 @@ Linear-domain features equal ASTFeatureExtractor on the composed waveforms; cros
 gives the model's exact answers with K_a + K_t encoder passes; the authors'-loop baseline
 gives the fast path's predictions on the same masks; autocast stays close to fp32.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+import kaldi_signals
 from utils.musiclime.authors_loop import AuthorsLoop
 from utils.config import get_profile
 from utils.musiclime.explainer import explain
@@ -53,10 +56,10 @@ def special_masks(n_components, rows=8, seed=0):
 
 # ---------------------------------------------------------------- linear-domain features
 @pytest.mark.parametrize("method", ["table", "gram", "spectra"])
-@pytest.mark.parametrize("profile_name", ["tiny", "paper"])
+@pytest.mark.parametrize("profile_name", ["tiny", "paper16k"])
 def test_linear_domain_features_equal_feature_extractor(song, method, profile_name):
     _, _, factorization, _ = song
-    audio = get_profile(profile_name).audio        # paper: 128 mel bins, 1024 frames (the 4 s clip is padded)
+    audio = get_profile(profile_name).audio      # paper16k: 128 mel bins, 1024 frames (the 4 s clip is padded)
     masks = special_masks(factorization.n_components)
     waveforms = factorization.compose(masks)
     composer = SpectralComposer(factorization.components_matrix, audio, method=method)
@@ -70,6 +73,20 @@ def test_linear_domain_features_equal_feature_extractor(song, method, profile_na
     assert np.abs(ours - ast_features(waveforms, audio).numpy()).max() < 1e-3
     silence = ours[1, : composer.num_frames]
     assert np.abs(silence - silence[0, 0]).max() == 0          # silence: every bin at the log floor
+
+
+@pytest.mark.parametrize("method", ["table", "gram", "spectra"])
+@pytest.mark.parametrize("rate", sorted(kaldi_signals.RATES))
+def test_linear_domain_features_equal_the_torchaudio_kaldi_extractor(method, rate):
+    """At the authors' 44.1 kHz (and 16 kHz): ASTFeatureExtractor with torchaudio, from the fixture."""
+    references, _ = kaldi_signals.load_reference()
+    audio = kaldi_signals.audio_config(rate)
+    composer = SpectralComposer(kaldi_signals.components(rate), audio, method=method)
+    ours = composer(kaldi_signals.MASKS).numpy()
+    reference = references[f"composed@{rate}"]                   # (rows, frames, 128)
+    assert composer.num_frames == reference.shape[1]
+    assert np.abs(ours[:, : composer.num_frames] - reference).max() < 1e-3
+    assert np.all(ours[:, composer.num_frames:] == np.float32(-audio.feature_mean / (2 * audio.feature_std)))
 
 
 def test_composer_handles_dense_components_and_picks_the_cheaper_method(song):
@@ -197,6 +214,21 @@ def test_authors_loop_gives_the_fast_path_predictions(song, fusion, mode):
     assert slow.shape == fast.shape == (13, 9)
     assert np.abs(slow - fast).max() < 1e-4
     assert loop.timings["features"] > 0 and loop.timings["model"] > 0
+
+
+def test_authors_loop_computes_the_authors_front_end_at_44k(song, fusion):
+    """Without torchaudio the extractor's numpy fallback frames at 16 kHz whatever the rate; the loop
+    then computes each sample's features with ast_features (the torchaudio path's numbers)."""
+    profile, tokens, _, _ = song
+    assert AuthorsLoop(fusion, profile, tokens.tokenizer, "cpu").library_front_end     # 16 kHz: the library's
+    profile44 = profile.replace(audio=dataclasses.replace(profile.audio, sample_rate=44_100))
+    loop = AuthorsLoop(fusion, profile44, tokens.tokenizer, "cpu")
+    wave = kaldi_signals.signal("chirp", 44_100)
+    ours = ast_features(wave, profile44.audio)[0].numpy()
+    assert np.abs(loop.spectrogram(wave).numpy() - ours).max() < 1e-3
+    if not loop.library_front_end:
+        fallback = loop.extractor(wave, sampling_rate=44_100, return_tensors="np")["input_values"][0]
+        assert np.abs(fallback - ours).max() > 0.1                                 # 400-sample frames: wrong
 
 
 def test_autocast_is_close_to_fp32(song, fusion):

@@ -1,11 +1,18 @@
-"""Plain configuration objects: class lists, the emotion rule, and the two profiles.
+"""Plain configuration objects: class lists, the emotion rule, and the profiles.
 
-Two profiles share one code path:
+The profiles share one code path:
 
-* ``paper`` -- the authors' setup: AST from ``MIT/ast-finetuned-audioset-10-10-0.4593``
-  (16 kHz, 128 mel bins, 1024 frames), ``roberta-large``, Open-Unmix, 10 s clips, GPU.
+* ``paper`` -- the authors' setup: AST from ``MIT/ast-finetuned-audioset-10-10-0.4593`` fed
+  with spectrograms at 44.1 kHz, as the authors computed them
+  (``ASTFeatureExtractor(sampling_rate=44100)`` with torchaudio: Kaldi frames of 25 ms / 10 ms
+  = 1102 / 441 samples, 128 mel bins up to 22.05 kHz, 1024 frames), ``roberta-large``,
+  Open-Unmix and the segments at 44.1 kHz too, 10.2551 s clips (the shortest that fill the
+  1024 frames in 10 equal segments), GPU.
+* ``paper16k`` -- the same models at the AST checkpoint's own 16 kHz (its AudioSet front end;
+  10.24 s clips), for training from the checkpoint at its native rate.
 * ``tiny`` (the embedded default) -- the same model classes with small configs initialised
-  from scratch, a tokenizer trained on the synthetic corpus, 4 s clips and 32 mel bins; CPU.
+  from scratch, a tokenizer trained on the synthetic corpus, 4 s clips at 16 kHz and 32 mel
+  bins; CPU.
 
 Every path-like field may point at a local directory of saved weights, so a profile loads
 without network when the weights are on disk.
@@ -88,8 +95,10 @@ def component_name(stem: str, segment: int) -> str:
 # ---------------------------------------------------------------- profiles
 @dataclass
 class AudioConfig:
-    sample_rate: int = 16_000          # Hz
-    clip_seconds: float = 10.24        # seconds the model sees
+    sample_rate: int = 44_100          # Hz: the authors' rate (features, separation, segments)
+    # seconds the model sees: 452250 samples at 44.1 kHz (10.2551 s), the shortest clip that fills
+    # the 1024 frames (1102 + 1023 * 441 samples) and splits into 10 equal segments with no remainder
+    clip_seconds: float = 452_250 / 44_100
     num_mel_bins: int = 128
     max_length: int = 1024             # spectrogram frames (10 ms hop)
     feature_mean: float = -4.2677393   # ASTFeatureExtractor normalisation
@@ -171,13 +180,20 @@ class Profile:
 
 
 def paper_profile() -> Profile:
+    """The authors' setup: everything at 44.1 kHz (:class:`AudioConfig` defaults)."""
     return Profile(name="paper", audio=AudioConfig(), model=ModelConfig(), train=TrainConfig())
+
+
+def paper16k_profile() -> Profile:
+    """The paper's models at the AST checkpoint's own 16 kHz (AudioSet's front end), 10.24 s clips."""
+    return Profile(name="paper16k", audio=AudioConfig(sample_rate=16_000, clip_seconds=10.24),
+                   model=ModelConfig(), train=TrainConfig())
 
 
 def tiny_profile() -> Profile:
     return Profile(
         name="tiny",
-        audio=AudioConfig(clip_seconds=4.0, num_mel_bins=32, max_length=400),
+        audio=AudioConfig(sample_rate=16_000, clip_seconds=4.0, num_mel_bins=32, max_length=400),
         model=ModelConfig(
             audio_source="scratch", lyrics_source="scratch", tokenizer_source="corpus",
             max_tokens=96, text_preprocessing="none",
@@ -197,11 +213,11 @@ def tiny_profile() -> Profile:
     )
 
 
-PROFILES = {"paper": paper_profile, "tiny": tiny_profile}
+PROFILES = {"paper": paper_profile, "paper16k": paper16k_profile, "tiny": tiny_profile}
 
 
 def get_profile(name: str = "tiny", **overrides) -> Profile:
-    """Return a fresh :class:`Profile` by name (``'tiny'`` or ``'paper'``).
+    """Return a fresh :class:`Profile` by name (``'tiny'``, ``'paper'`` or ``'paper16k'``).
 
     ``overrides`` replace top-level fields, e.g. ``get_profile('tiny', explain_samples=200)``.
     """

@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from utils.config import KIND_MODES, MODEL_KINDS, MODES, SEPARATORS, TASKS
+from utils.config import KIND_MODES, MODEL_KINDS, MODES, PROFILES, SEPARATORS, TASKS
 from utils.io import refuse_clobber, same_file
 from utils.musiclime.aggregate import write_measures
 from utils.musiclime.global_explain import global_explain
@@ -44,7 +44,7 @@ def _explain_main(argv: list[str]) -> int:
                                      description="Explain every song of a split with MusicLIME (global run).",
                                      epilog="Merge record files (shards) into a measures CSV: "
                                             "python -m utils.global_run merge --help")
-    parser.add_argument("--profile", default="tiny", choices=["tiny", "paper"])
+    parser.add_argument("--profile", default="tiny", choices=sorted(PROFILES))
     parser.add_argument("--task", default="genre", choices=sorted(TASKS))
     parser.add_argument("--kind", default="multimodal", choices=list(MODEL_KINDS))
     parser.add_argument("--mode", "--modality", dest="mode", default=None, choices=list(MODES),

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from utils.config import PROJECT_ROOT
+from utils.config import PROFILES, PROJECT_ROOT
 from utils.results.published import SOURCE_URL_PATTERN, fetch_published
 
 NOTEBOOKS = (
@@ -85,7 +85,7 @@ def run_notebook(path: str, parameters: dict, out_dir: Path, *, progress: bool =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="tiny", choices=["tiny", "paper"])
+    parser.add_argument("--profile", default="tiny", choices=sorted(PROFILES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: a few songs, one epoch")
     parser.add_argument("--only", nargs="*", help="notebook numbers to run, e.g. 05 06")

@@ -13,6 +13,7 @@ the tokenizer from :func:`resolve_tokenizer`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import defaultdict
@@ -23,11 +24,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from utils.config import Profile
-from utils.config import SPLITS
+from utils.config import SPLITS, AudioConfig, Profile
 from utils.dataset_related.corpus import as_profile
 from utils.dataset_related.features import AudioError, ast_features, find_audio, load_clip, save_features
-from utils.io import check_id, id_path
+from utils.io import atomic_write_json, check_id, id_path
 from utils.plotting import SPECTROGRAM_CMAP, save_figure
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,40 @@ def resolve_tokenizer(profile: str | Profile, corpus_dir: str | Path,
 
 
 # ------------------------------------------------------------------ features
+FEATURE_SETTINGS = "audio.json"
+"""File in a features folder that records the :class:`~utils.config.AudioConfig` its ``.npy`` files hold."""
+
+
+def check_feature_settings(features_dir: str | Path, audio_cfg: AudioConfig) -> None:
+    """Record the audio settings of a features folder on first use; refuse other settings later.
+
+    Features of two profiles can share a shape and differ in every number (``paper`` at 44.1 kHz
+    and ``paper16k`` at 16 kHz are both (1024, 128)), so the shape check alone would reuse the
+    wrong ones. ``<features_dir>/audio.json`` holds ``dataclasses.asdict(audio_cfg)``.
+
+    Raises
+    ------
+    ValueError
+        The file records other settings (the message names the file and each differing field)
+        or cannot be read.
+    """
+    path = Path(features_dir) / FEATURE_SETTINGS
+    wanted = dataclasses.asdict(audio_cfg)
+    if not path.is_file():
+        atomic_write_json(path, wanted)
+        return
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read the features' audio settings: {error}") from error
+    differ = [key for key in wanted if not isinstance(found, dict) or found.get(key) != wanted[key]]
+    if differ:
+        said = ", ".join(f"{key}={found.get(key) if isinstance(found, dict) else None!r} (profile: {wanted[key]!r})"
+                         for key in differ)
+        raise ValueError(f"{path}: the features in {path.parent} were computed with {said}; use another corpus "
+                         "folder for this profile, or delete that features folder to compute them again")
+
+
 def _feature_complete(path: Path, shape: tuple[int, int]) -> bool:
     try:
         arr = np.load(path, allow_pickle=False, mmap_mode="r")
@@ -124,6 +158,9 @@ def extract_features(corpus_dir: str | Path, songs: str | Sequence[str], profile
                      skip_bad: bool = True, report: ExtractReport | None = None,
                      show_progress: bool = True) -> ExtractReport:
     """AST features of ``songs`` into ``<corpus_dir>/features/<id>.npy``, those not there yet.
+
+    The folder's audio settings are checked first (:func:`check_feature_settings`): features
+    computed with another profile's settings are refused, never mixed in.
 
     Parameters
     ----------
@@ -153,6 +190,8 @@ def extract_features(corpus_dir: str | Path, songs: str | Sequence[str], profile
     else:
         ids = [check_id(song_id, "extract_features songs") for song_id in songs]
     report.features["songs"] += len(ids)
+    (corpus_dir / "features").mkdir(parents=True, exist_ok=True)
+    check_feature_settings(corpus_dir / "features", prof.audio)
     todo = [i for i in ids if not _feature_complete(id_path(corpus_dir / "features", i, ".npy"), shape)]
     report.features["done_before"] += len(ids) - len(todo)
     batches = [todo[k:k + batch_size] for k in range(0, len(todo), batch_size)]

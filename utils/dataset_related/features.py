@@ -1,18 +1,23 @@
 """Audio loading and AST input features, batched in torch.
 
-``ast_features`` reproduces ``transformers.ASTFeatureExtractor`` (Kaldi-compatible log-mel
-filterbank: 25 ms Hann frames every 10 ms, DC removal, pre-emphasis 0.97, 512-point power
-spectrum, Kaldi mel scale from 20 Hz to Nyquist, natural log with a float32-epsilon floor,
-zero-padding / truncation to ``max_length`` frames, then ``(x - mean) / (2 * std)``).
-We write the pipeline ourselves because the library version runs one clip at a time in numpy;
-here a whole batch goes through one set of tensor ops, on GPU when the input lives there.
-The mel filters and the window come from ``transformers.audio_utils`` so they are the
-library's own.
+``ast_features`` reproduces ``transformers.ASTFeatureExtractor`` as it runs with ``torchaudio``
+installed (``torchaudio.compliance.kaldi.fbank(..., window_type="hanning")``): Kaldi frames of
+25 ms every 10 ms at the audio's own rate (``int(rate * 0.025)`` / ``int(rate * 0.010)``
+samples, no centring), per-frame DC removal, pre-emphasis 0.97, a symmetric Hann window, the
+power spectrum of the frame zero-padded to the next power of two, a Kaldi mel bank from 20 Hz to
+Nyquist, natural log with a float32-epsilon floor, zero-padding / truncation to ``max_length``
+frames, then ``(x - mean) / (2 * std)``. At 16 kHz (400 / 160 / 512 samples) this is also the
+library's numpy fallback (``tests/reference.py``); at 44.1 kHz, the authors' rate (1102 / 441 /
+2048 samples), only the torchaudio path computes it, and ``tests/fixtures`` holds its output.
+We write the pipeline ourselves because the library version runs one clip at a time; here a
+whole batch goes through one set of tensor ops, on GPU when the input lives there. The mel
+filters and the window come from ``transformers.audio_utils`` so they are the library's own.
 """
 from __future__ import annotations
 
 import functools
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -22,12 +27,17 @@ import torch
 from utils.config import AudioConfig
 from utils.io import atomic_path, check_id, id_path
 
-FRAME_LENGTH = 400  # samples (25 ms at 16 kHz)
-HOP_LENGTH = 160  # samples (10 ms at 16 kHz)
-FFT_LENGTH = 512
+FRAME_MILLISECONDS = 25.0  # Kaldi's frame length (torchaudio's ``frame_length``)
+SHIFT_MILLISECONDS = 10.0  # Kaldi's frame shift (torchaudio's ``frame_shift``)
 PREEMPHASIS = 0.97
 MEL_FLOOR = 1.192092955078125e-07
-AST_SAMPLE_RATE = 16_000
+AST_SAMPLE_RATE = 16_000  # the AST checkpoint's own rate (AudioSet)
+AUTHORS_SAMPLE_RATE = 44_100  # the rate of the authors' spectrograms, separation and segments
+SUPPORTED_RATES = (AST_SAMPLE_RATE, AUTHORS_SAMPLE_RATE)
+"""Rates whose front end is checked against the extractor (tests/test_features.py)."""
+FRAME_LENGTH = 400  # samples: 25 ms at 16 kHz (``frame_geometry(rate).frame_length`` for any rate)
+HOP_LENGTH = 160  # samples: 10 ms at 16 kHz
+FFT_LENGTH = 512  # samples: FFT size at 16 kHz
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 
 
@@ -176,19 +186,71 @@ def load_clip(path: str | Path, audio_cfg: AudioConfig, *, name: str | None = No
 
 
 # ---------------------------------------------------------------- AST features
-@functools.lru_cache(maxsize=1)
-def _window() -> np.ndarray:
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Kaldi framing of the AST front end at one sample rate (all lengths in samples).
+
+    Attributes
+    ----------
+    sample_rate : int
+        Hz.
+    frame_length : int
+        Window, ``int(sample_rate * 0.025)`` (400 at 16 kHz, 1102 at 44.1 kHz).
+    hop_length : int
+        Shift, ``int(sample_rate * 0.010)`` (160 at 16 kHz, 441 at 44.1 kHz).
+    fft_length : int
+        The next power of two ``>= frame_length`` (512 at 16 kHz, 2048 at 44.1 kHz).
+    """
+
+    sample_rate: int
+    frame_length: int
+    hop_length: int
+    fft_length: int
+
+    @property
+    def num_bins(self) -> int:
+        """Frequency bins of the one-sided spectrum, ``fft_length // 2 + 1``."""
+        return self.fft_length // 2 + 1
+
+    def num_frames(self, length: int) -> int:
+        """Frames of a ``length``-sample clip (Kaldi ``snip_edges``: whole windows only)."""
+        return max(0, 1 + (int(length) - self.frame_length) // self.hop_length)
+
+
+@functools.lru_cache(maxsize=8)
+def frame_geometry(sample_rate: int) -> FrameGeometry:
+    """The AST front end's framing at ``sample_rate`` Hz, as ``torchaudio.compliance.kaldi`` derives it.
+
+    Raises
+    ------
+    ValueError
+        A rate outside :data:`SUPPORTED_RATES` (the message names the profile's ``sample_rate``).
+    """
+    if sample_rate not in SUPPORTED_RATES:
+        raise ValueError(f"AST features need {' Hz or '.join(str(r) for r in SUPPORTED_RATES)} Hz audio "
+                         f"(the checkpoint's rate or the authors'); the profile says sample_rate={sample_rate}")
+    # the same float expressions as torchaudio's int(sample_frequency * frame_length * 0.001)
+    frame_length = int(sample_rate * FRAME_MILLISECONDS * 0.001)
+    hop_length = int(sample_rate * SHIFT_MILLISECONDS * 0.001)
+    fft_length = 1 << (frame_length - 1).bit_length()
+    return FrameGeometry(int(sample_rate), frame_length, hop_length, fft_length)
+
+
+@functools.lru_cache(maxsize=4)
+def _window(frame_length: int) -> np.ndarray:
+    """Symmetric Hann window, shape (frame_length,) float32 (Kaldi's ``hanning``)."""
     from transformers.audio_utils import window_function
 
-    return window_function(FRAME_LENGTH, "hann", periodic=False).astype(np.float32)  # (400,)
+    return window_function(frame_length, "hann", periodic=False).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
 def _mel_filters(num_mel_bins: int, sample_rate: int) -> np.ndarray:
+    """Kaldi mel bank, 20 Hz to Nyquist, shape (fft_length // 2 + 1, num_mel_bins) float32."""
     from transformers.audio_utils import mel_filter_bank
 
     mel_filters = mel_filter_bank(
-        num_frequency_bins=FFT_LENGTH // 2 + 1,
+        num_frequency_bins=frame_geometry(sample_rate).num_bins,
         num_mel_filters=num_mel_bins,
         min_frequency=20,
         max_frequency=sample_rate // 2,
@@ -196,34 +258,37 @@ def _mel_filters(num_mel_bins: int, sample_rate: int) -> np.ndarray:
         norm=None,
         mel_scale="kaldi",
         triangularize_in_mel_space=True,
-    )  # (257, num_mel_bins)
+    )
     return mel_filters.astype(np.float32)
 
 
-def num_frames(length: int) -> int:
-    """Number of 10 ms frames the AST front end produces for ``length`` (no centring)."""
-    return max(0, 1 + (length - FRAME_LENGTH) // HOP_LENGTH)
+def num_frames(length: int, sample_rate: int) -> int:
+    """Number of 10 ms frames the AST front end produces for ``length`` samples at ``sample_rate`` Hz."""
+    return frame_geometry(sample_rate).num_frames(length)
 
 
-def frame_spectra(waveforms: torch.Tensor) -> torch.Tensor:
+def frame_spectra(waveforms: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Complex spectra of the pre-processed frames: the linear part of the AST front end.
 
     Parameters
     ----------
-    waveforms : (batch, samples) float tensor at 16 kHz.
+    waveforms : (batch, samples) float tensor at ``sample_rate`` Hz.
+    sample_rate : Hz; sets the framing (:func:`frame_geometry`).
 
     Returns
     -------
-    (batch, frames, 257) complex tensor: rFFT (512 points) of each 400-sample frame after
-    DC removal, pre-emphasis and the Hann window. Linear in the waveform.
+    (batch, frames, fft_length // 2 + 1) complex tensor: rFFT (``fft_length`` points, zero
+    padded) of each ``frame_length``-sample frame after DC removal, pre-emphasis and the Hann
+    window. Linear in the waveform.
     """
-    frames = waveforms.unfold(-1, FRAME_LENGTH, HOP_LENGTH)  # (batch, frames, 400)
+    geometry = frame_geometry(sample_rate)
+    frames = waveforms.unfold(-1, geometry.frame_length, geometry.hop_length)  # (batch, frames, window)
     frames = frames - frames.mean(dim=-1, keepdim=True)
     emphasised = torch.cat(
         [frames[..., :1] * (1 - PREEMPHASIS), frames[..., 1:] - PREEMPHASIS * frames[..., :-1]], dim=-1
     )
-    window_t = torch.as_tensor(_window(), device=waveforms.device, dtype=waveforms.dtype)
-    return torch.fft.rfft(emphasised * window_t, n=FFT_LENGTH, dim=-1)
+    window_t = torch.as_tensor(_window(geometry.frame_length), device=waveforms.device, dtype=waveforms.dtype)
+    return torch.fft.rfft(emphasised * window_t, n=geometry.fft_length, dim=-1)
 
 
 def spectra_to_features(spectra: torch.Tensor, audio_cfg: AudioConfig) -> torch.Tensor:
@@ -231,13 +296,17 @@ def spectra_to_features(spectra: torch.Tensor, audio_cfg: AudioConfig) -> torch.
 
     Parameters
     ----------
-    spectra : (batch, frames, 257) complex tensor from :func:`frame_spectra`.
+    spectra : (batch, frames, fft_length // 2 + 1) complex tensor from :func:`frame_spectra`
+        at ``audio_cfg.sample_rate``.
 
     Returns
     -------
     (batch, max_length, num_mel_bins) float32 tensor, the AST ``input_values``.
     """
     mel_filters = _mel_filters(audio_cfg.num_mel_bins, audio_cfg.sample_rate)
+    if spectra.shape[-1] != mel_filters.shape[0]:
+        raise ValueError(f"spectra have {spectra.shape[-1]} frequency bins; sample_rate={audio_cfg.sample_rate} "
+                         f"needs {mel_filters.shape[0]}")
     power = spectra.real.square() + spectra.imag.square()
     mel_t = torch.as_tensor(mel_filters, device=power.device, dtype=power.dtype)
     log_mel = torch.log(torch.clamp(power @ mel_t, min=MEL_FLOOR))  # (batch, frames, mel)
@@ -261,8 +330,8 @@ def ast_features(
     Parameters
     ----------
     waveforms : (batch, samples) array/tensor, or a (samples,) single clip, mono at
-        ``audio_cfg.sample_rate`` (must be 16 kHz, as the AST front end assumes).
-    audio_cfg : supplies num_mel_bins, max_length (frames), mean and std.
+        ``audio_cfg.sample_rate`` (one of :data:`SUPPORTED_RATES`: 16 kHz or the authors' 44.1 kHz).
+    audio_cfg : supplies sample_rate (the framing), num_mel_bins, max_length (frames), mean and std.
     device : where to compute (defaults to the input tensor's device, else CPU).
     chunk_size : clips per internal chunk, to bound memory (frames are unfolded).
 
@@ -270,10 +339,7 @@ def ast_features(
     -------
     torch.Tensor, (batch, max_length, num_mel_bins) float32 on ``device``.
     """
-    if audio_cfg.sample_rate != AST_SAMPLE_RATE:
-        raise ValueError(
-            f"AST features need 16000 Hz audio; the profile says sample_rate={audio_cfg.sample_rate}"
-        )
+    geometry = frame_geometry(audio_cfg.sample_rate)
     if isinstance(waveforms, (list, tuple)):
         waveforms = np.stack([np.asarray(w, dtype=np.float32) for w in waveforms])
     batch = torch.as_tensor(waveforms)
@@ -284,12 +350,13 @@ def ast_features(
         batch = batch[None]
     if batch.ndim != 2:
         raise ValueError(f"waveforms must be (batch, samples), got shape {tuple(batch.shape)}")
-    if batch.shape[1] < FRAME_LENGTH:
-        raise ValueError(f"clips of {batch.shape[1]} samples are shorter than one frame ({FRAME_LENGTH})")
+    if batch.shape[1] < geometry.frame_length:
+        raise ValueError(f"clips of {batch.shape[1]} samples are shorter than one frame "
+                         f"({geometry.frame_length} samples at {geometry.sample_rate} Hz)")
     if not torch.isfinite(batch).all():
         raise ValueError("waveforms hold NaN or inf samples")
     outputs = [
-        spectra_to_features(frame_spectra(batch[start : start + chunk_size]), audio_cfg)
+        spectra_to_features(frame_spectra(batch[start : start + chunk_size], geometry.sample_rate), audio_cfg)
         for start in range(0, batch.shape[0], chunk_size)
     ]
     return torch.cat(outputs) if outputs else batch.new_zeros((0, audio_cfg.max_length, audio_cfg.num_mel_bins))

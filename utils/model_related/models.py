@@ -201,13 +201,18 @@ class ModelMismatchError(ValueError):
 
 
 def check_profile_fits(description: dict, profile_name: str, path: Path) -> None:
-    """Refuse a model whose audio input (mel bins) differs from what profile ``profile_name`` makes."""
+    """Refuse a model whose audio input differs from what profile ``profile_name`` makes: its mel
+    bins, or the sample rate it was trained at (``sample_rate`` in ``model.json``, when recorded)."""
     kind = description.get("kind")
     audio_config = description.get("audio_config") or (description.get("config") if kind == "audio" else None)
-    wanted = PROFILES[profile_name]().audio.num_mel_bins
-    if audio_config and audio_config.get("num_mel_bins") != wanted:
+    audio = PROFILES[profile_name]().audio
+    if audio_config and audio_config.get("num_mel_bins") != audio.num_mel_bins:
         raise ValueError(f"{path}: the model takes {audio_config.get('num_mel_bins')} mel bins, the "
-                         f"{profile_name!r} profile makes {wanted}")
+                         f"{profile_name!r} profile makes {audio.num_mel_bins}")
+    rate = description.get("sample_rate")
+    if kind != "lyrics" and rate is not None and rate != audio.sample_rate:
+        raise ValueError(f"{path}: the model was trained on spectrograms of {rate} Hz audio, the "
+                         f"{profile_name!r} profile makes them at {audio.sample_rate} Hz")
 
 
 def _check_description(description: dict, path: Path) -> None:

@@ -82,8 +82,10 @@ def train_task_model(profile: Profile, corpus_dir: str | Path, run_dir: str | Pa
     build_profile = _fusion_profile(profile, run_dir, task) if kind == "multimodal" else profile
     torch.manual_seed(seed)
     model = build_model(kind, build_profile, len(TASKS[task]), vocab_size=len(tokens.tokenizer))
+    extra = {"task": task, "class_names": list(TASKS[task]), "profile": profile.name,
+             "sample_rate": profile.audio.sample_rate}
     state = train_model(model, datasets["train"], datasets["val"], profile, out_dir, seed=seed, epochs=epochs,
-                        progress=progress, extra={"task": task, "class_names": list(TASKS[task]), "profile": profile.name})
+                        progress=progress, extra=extra)
     if kind in ("audio", "lyrics") and not (out_dir / "pretrained" / "config.json").is_file():
         best = load_trained(run_dir, task, kind, profile=profile.name)
         best.model.save_pretrained(out_dir / "pretrained")

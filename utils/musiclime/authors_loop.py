@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from utils.config import Profile
+from utils.dataset_related.features import AST_SAMPLE_RATE, ast_features
 from utils.dataset_related.text import PREPROCESSING
 
 
@@ -31,6 +32,13 @@ class AuthorsLoop:
     profile their ``DataPreprocessor.preprocess``) on each sample and the full model on the batch,
     then softmax. Only the model (ours) and the masks (given, to compare with the fast path)
     differ from their code.
+
+    The extractor is the authors' front end when ``torchaudio`` is installed (their Colab: the
+    Kaldi fbank at the profile's rate) or at 16 kHz (its numpy fallback computes the same
+    there). Its numpy fallback keeps 16 kHz frames (400 / 160 samples) at any other rate, so
+    without ``torchaudio`` at the authors' 44.1 kHz each sample goes through
+    :func:`~utils.dataset_related.features.ast_features` on its own instead (the same numbers
+    as the torchaudio path, still one clip per call).
 
     Parameters
     ----------
@@ -60,7 +68,19 @@ class AuthorsLoop:
         self.extractor = ASTFeatureExtractor(sampling_rate=audio.sample_rate, num_mel_bins=audio.num_mel_bins,
                                              max_length=audio.max_length, mean=audio.feature_mean,
                                              std=audio.feature_std)
+        self.library_front_end = audio.sample_rate == AST_SAMPLE_RATE or _torchaudio_extractor()
         self.timings: dict[str, float] = defaultdict(float)
+
+    def spectrogram(self, waveform: np.ndarray) -> torch.Tensor:
+        """One clip's AST input, shape (max_length, num_mel_bins) float32, computed on its own.
+
+        ``ASTFeatureExtractor`` where it computes the authors' front end (``library_front_end``),
+        else :func:`~utils.dataset_related.features.ast_features` on the one clip.
+        """
+        audio = self.profile.audio
+        if self.library_front_end:
+            return self.extractor(waveform, sampling_rate=audio.sample_rate, return_tensors="pt")["input_values"][0]
+        return ast_features(waveform, audio)[0]
 
     @torch.no_grad()
     def predict_fn(self, texts: Sequence[str], waveforms: np.ndarray) -> np.ndarray:
@@ -68,8 +88,7 @@ class AuthorsLoop:
         tick = time.perf_counter()
         inputs = {}
         if self.kind in ("audio", "multimodal"):
-            specs = [self.extractor(w, sampling_rate=self.profile.audio.sample_rate, return_tensors="pt")
-                     ["input_values"][0] for w in waveforms]
+            specs = [self.spectrogram(w) for w in waveforms]
             inputs["input_values"] = torch.stack(specs).to(self.device)
         if self.kind in ("lyrics", "multimodal"):
             preprocess = PREPROCESSING[self.profile.model.text_preprocessing] or (lambda text: text)
@@ -116,3 +135,10 @@ class AuthorsLoop:
         if audios:
             labels.extend(self.predict_fn(texts, np.array(audios)))
         return np.array(labels)
+
+
+def _torchaudio_extractor() -> bool:
+    """Whether ``transformers.ASTFeatureExtractor`` takes its torchaudio (Kaldi) path here."""
+    from transformers.models.audio_spectrogram_transformer import feature_extraction_audio_spectrogram_transformer as ast
+
+    return bool(ast.is_speech_available())

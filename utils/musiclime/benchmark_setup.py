@@ -34,7 +34,8 @@ def load_song(corpus_dir: Path, profile: Profile, index: int = 0) -> Song:
     """Test song number ``index`` of the corpus split: its clip and oracle stems x segments.
 
     The one song path (:func:`utils.musiclime.song.song_factorization`): a synthetic 4 s clip is
-    zero-padded (with a warning) to a longer profile's input, e.g. the paper's 10.24 s; the cost
+    resampled to the profile's rate and zero-padded (with a warning) to a longer profile's input, e.g.
+    the paper's 10.2551 s at 44.1 kHz; the cost
     of an explanation does not depend on what the samples hold.
     """
     from utils.dataset_related.splits import read_split
@@ -49,10 +50,10 @@ def load_song(corpus_dir: Path, profile: Profile, index: int = 0) -> Song:
 
 
 def benchmark_profile(name: str) -> Profile:
-    """The profile to time: ``tiny`` as is; ``paper`` with its encoder configs built from scratch
-    (AST-base, RoBERTa-large sizes; random weights, no download)."""
+    """The profile to time: ``tiny`` as is; ``paper`` / ``paper16k`` with their encoder configs built
+    from scratch (AST-base, RoBERTa-large sizes; random weights, no download)."""
     profile = get_profile(name)
-    if name == "paper":
+    if name != "tiny":
         model = dataclasses.replace(profile.model, audio_source="scratch", lyrics_source="scratch",
                                     fusion_init="pretrained")
         profile = dataclasses.replace(profile, model=model)

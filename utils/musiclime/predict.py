@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from utils.config import Profile, resolve_device
-from utils.dataset_related.features import AST_SAMPLE_RATE, ast_features
+from utils.dataset_related.features import ast_features
 from utils.dataset_related.text import TokenCache
 from utils.musiclime.lyric_tokens import PieceTokenizer, compose_texts
 from utils.musiclime.spectral import SpectralComposer
@@ -196,9 +196,9 @@ class ModelPredictor:
         if self.features == "waveform":
             return None
         matrix = getattr(factorization, "components_matrix", None)
-        if matrix is None or self.profile.audio.sample_rate != AST_SAMPLE_RATE:
+        if matrix is None:
             if self.features == "spectral":
-                raise ValueError("features='spectral' needs a factorization with a components_matrix at 16 kHz")
+                raise ValueError("features='spectral' needs a factorization with a components_matrix")
             return None
         if self._composer is None or self._composer[0] is not factorization:
             tick = time.perf_counter()

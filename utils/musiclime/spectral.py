@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from utils.config import AudioConfig
-from utils.dataset_related.features import (AST_SAMPLE_RATE, FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR,
-                                            _mel_filters, frame_spectra, num_frames, spectra_to_features)
+from utils.dataset_related.features import MEL_FLOOR, _mel_filters, frame_geometry, frame_spectra, spectra_to_features
 
 
 class SpectralComposer:
@@ -37,7 +36,8 @@ class SpectralComposer:
       energies are linear in the power, so the mel energy of frame ``f``, band ``j`` is
       ``m^T G[f, j] m`` with ``G[f, j]_cd = sum_k mel[k, j] Re(S_c[f, k] conj(S_d[f, k]))``
       over the frame's components only: ``a (a + 1) / 2 * mel`` multiply-adds per frame
-      instead of composing 257-bin spectra and a 257 x mel product; any (float) masks;
+      instead of composing the frames' spectra (257 bins at 16 kHz, 1025 at 44.1 kHz) and a
+      bins x mel product; any (float) masks;
     * ``'table'`` -- for 0/1 masks a frame's features depend only on which of its ``a``
       components are on: all ``2**a`` cases are computed once per song from ``G`` (log and
       normalisation included) and a call is a lookup, ``table[base[f] + code[r, f]]`` with
@@ -47,14 +47,15 @@ class SpectralComposer:
     ``'auto'`` takes ``'table'`` when no frame has more than ``TABLE_MAX_COMPONENTS``
     components and the table fits ``TABLE_BYTES``, else the cheaper of ``'gram'`` and
     ``'spectra'`` by multiply-adds (``'spectra'`` when most components overlap most frames).
-    All equal ``ASTFeatureExtractor`` on the composed waveform within 1e-4 (tests/test_speed.py).
+    All equal ``ASTFeatureExtractor`` on the composed waveform within 1e-3 at 16 kHz and at the
+    authors' 44.1 kHz (its torchaudio path; tests/test_speed.py, tests/test_features.py).
     Gram entries are float64 (``dtype``) because the quadratic form sums cross terms that
     may cancel; features are float32.
 
     Parameters
     ----------
-    components_matrix : (n_components, samples) float array at 16 kHz.
-    audio_cfg : the profile's audio settings (mel bins, frames, normalisation).
+    components_matrix : (n_components, samples) float array at ``audio_cfg.sample_rate``.
+    audio_cfg : the profile's audio settings (rate, hence the framing; mel bins, frames, normalisation).
     device : where the precomputed tables live and features are computed.
     method : 'auto', 'table', 'gram' or 'spectra'.
     dtype : float dtype of the Gram tables and the quadratic form (float64 default).
@@ -66,8 +67,7 @@ class SpectralComposer:
 
     def __init__(self, components_matrix: np.ndarray, audio_cfg: AudioConfig, device: str | torch.device = "cpu",
                  method: str = "auto", dtype: torch.dtype = torch.float64):
-        if audio_cfg.sample_rate != AST_SAMPLE_RATE:
-            raise ValueError(f"AST features need 16000 Hz audio; the profile says sample_rate={audio_cfg.sample_rate}")
+        geometry = frame_geometry(audio_cfg.sample_rate)              # refuses an unsupported rate
         if method not in ("auto", "table", "gram", "spectra"):
             raise ValueError(f"method must be 'auto', 'table', 'gram' or 'spectra', got {method!r}")
         matrix = torch.tensor(np.asarray(components_matrix, dtype=np.float64), device=device)
@@ -79,14 +79,16 @@ class SpectralComposer:
         self.n_components = matrix.shape[0]
         self._components_matrix = components_matrix                  # for a lazily built fallback
         self._fallback: SpectralComposer | None = None
-        self.num_frames = min(num_frames(matrix.shape[1]), audio_cfg.max_length)  # the rest is padding
+        self.num_frames = min(geometry.num_frames(matrix.shape[1]), audio_cfg.max_length)  # the rest is padding
         if self.num_frames < 1:
-            raise ValueError(f"components of {matrix.shape[1]} samples are shorter than one frame")
-        windows = matrix.unfold(-1, FRAME_LENGTH, HOP_LENGTH)[:, : self.num_frames]   # (C, frames, 400) view
+            raise ValueError(f"components of {matrix.shape[1]} samples are shorter than one frame "
+                             f"({geometry.frame_length} samples at {geometry.sample_rate} Hz)")
+        # (C, frames, frame_length) view: 400 samples at 16 kHz, 1102 at 44.1 kHz
+        windows = matrix.unfold(-1, geometry.frame_length, geometry.hop_length)[:, : self.num_frames]
         # a component touches a frame when a sample in its window is not 0 (else its spectrum there is 0)
         active = (windows != 0).any(dim=-1).cpu().numpy()                             # (C, frames)
         self.runs = _active_runs(active)                                              # [(start, end, comps)]
-        n_mel, n_bins = audio_cfg.num_mel_bins, FFT_LENGTH // 2 + 1
+        n_mel, n_bins = audio_cfg.num_mel_bins, geometry.num_bins
         gram_cost = sum((e - s) * len(c) * (len(c) + 1) // 2 * n_mel for s, e, c in self.runs)
         spectra_cost = self.num_frames * (2 * self.n_components * n_bins + n_bins * n_mel)
         self._gram_cost = gram_cost
@@ -104,7 +106,8 @@ class SpectralComposer:
             slots = np.full(active.shape, len(component), np.int64)
             slots[component, frame] = np.arange(len(component))
             spectra = frame_spectra(windows[torch.as_tensor(component, device=self.device),
-                                            torch.as_tensor(frame, device=self.device)])[:, 0]   # (n_active, 257)
+                                            torch.as_tensor(frame, device=self.device)],
+                                    geometry.sample_rate)[:, 0]                                   # (n_active, bins)
             spectra = torch.cat([spectra, spectra.new_zeros(1, spectra.shape[1])])
             slots = torch.as_tensor(slots, device=self.device)
             if self.method == "table":
@@ -112,7 +115,7 @@ class SpectralComposer:
             else:
                 self._build_gram(spectra, slots)
         else:
-            spectra = frame_spectra(matrix)[:, : self.num_frames]                     # (C, frames, 257)
+            spectra = frame_spectra(matrix, geometry.sample_rate)[:, : self.num_frames]   # (C, frames, bins)
             flat = spectra.reshape(self.n_components, -1)
             self._real = flat.real.float().contiguous()
             self._imag = flat.imag.float().contiguous()
