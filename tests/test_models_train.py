@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from utils.config import EMOTIONS, GENRES, get_profile
 from utils.dataset_related.splits import DataError, encode_labels, read_split
@@ -262,13 +262,30 @@ def test_a_corrupt_checkpoint_file_is_named(small_training, tmp_path, damage, fi
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("file", ["model.safetensors", "model.json"])
+@pytest.mark.parametrize("file", ["model.safetensors", "model.json", "config.json"])
 def test_a_corrupt_saved_model_is_named(small_training, tmp_path, file):
     best = shutil.copytree(small_training[3] / "best", tmp_path / "best")
     _truncate(best / file)
     with pytest.raises(ValueError) as caught:
         load_model(best)
     assert str(best / file) in str(caught.value), caught.value
+
+
+def test_a_run_saved_in_the_earlier_layout_resumes_bit_identically(small_training, tmp_path):
+    """``last/`` and ``best/`` as written before config.json (wrapper key names, no config.json)."""
+    straight = _train(small_training, tmp_path / "straight")
+    run = shutil.copytree(small_training[3], tmp_path / "earlier")
+    for name in ("last", "best"):
+        tensors = _tensors(run / name / "model.safetensors")
+        save_file({f"model.{key}": value for key, value in tensors.items()}, str(run / name / "model.safetensors"))
+        (run / name / "config.json").unlink()
+    resumed = _train(small_training, run)
+    assert resumed["history"] == straight["history"]
+    for name in ("last", "best"):               # best/ keeps the earlier layout unless epoch 2 improved on it
+        expected = _tensors(tmp_path / "straight" / name / "model.safetensors")
+        got = {key.removeprefix("model."): value for key, value in _tensors(run / name / "model.safetensors").items()}
+        assert sorted(got) == sorted(expected) and all(torch.equal(expected[k], got[k]) for k in expected), name
+    assert (run / "last" / "config.json").is_file()              # saved again, in the new layout
 
 
 def _write_split(path, rows):

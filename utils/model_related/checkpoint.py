@@ -1,9 +1,10 @@
 """The training checkpoint: weights, optimizer and state, written and read back as one unit.
 
-``<out_dir>/last/`` holds ``model.safetensors`` + ``model.json`` (the weights after the last
-finished epoch), ``optimizer.pt`` (optimizer, scheduler and scaler state, read back with
+``<out_dir>/last/`` holds the model as :func:`~utils.model_related.models.save_model` writes it
+(``config.json`` + ``model.safetensors`` + ``model.json``: the weights after the last finished
+epoch), ``optimizer.pt`` (optimizer, scheduler and scaler state, read back with
 ``torch.load(weights_only=True)``) and ``state.json`` (epochs done, best epoch, history and the
-run's settings). :func:`save_checkpoint` writes all four into a fresh folder and swaps it in with
+run's settings). :func:`save_checkpoint` writes them all into a fresh folder and swaps it in with
 :func:`utils.io.atomic_dir`, so a crash at any moment leaves either the previous checkpoint or
 the new one, never the weights of one epoch with the optimizer or state of another.
 
@@ -193,6 +194,6 @@ def load_checkpoint(out_dir: str | Path, model: nn.Module, optimizer, scheduler,
                          + "; ".join(differences)
                          + f". Resume with the same settings, or train into another folder than {out_dir}")
     read_model_json(unit, kind=settings["kind"])
-    load_weights(model, unit / WEIGHTS_FILE)
+    load_weights(model, unit / WEIGHTS_FILE)         # either layout: a run begun before config.json resumes too
     _load_optimizer(unit / OPTIMIZER_FILE, optimizer, scheduler, scaler, device)
     return state

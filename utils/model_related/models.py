@@ -1,30 +1,38 @@
-"""The paper's three models, built from a profile, saved and loaded as safetensors.
+"""The paper's three models, built from a profile, saved and loaded in the Hugging Face layout.
 
-* lyrics: ``RobertaForSequenceClassification``
-* audio: ``ASTForAudioClassification`` (new head, ``ignore_mismatched_sizes=True``)
-* multimodal: ``ASTModel`` pooled output (768) ++ ``RobertaModel`` first-token state (1024)
-  -> ``LayerNorm`` -> ``Linear``. :class:`FusionClassifier` exposes ``encode_audio``,
-  ``encode_lyrics`` and ``classify`` so one modality's encoder can run without the other.
-
-A saved model is a folder with ``model.safetensors`` and ``model.json`` (architecture, plus the
-task, class names and profile it was trained for). :func:`read_model_json` is the one reader of
-``model.json``: it checks the file and refuses a model whose task, kind, profile or class names
-differ from what the caller expects (:class:`ModelMismatchError`); :func:`load_model` and
-:func:`load_trained` go through it. Every unreadable file is reported with its path.
+* lyrics: ``RobertaForSequenceClassification``; audio: ``ASTForAudioClassification`` (new head)
+* multimodal: :class:`~utils.model_related.fusion.FusionClassifier`, a ``PreTrainedModel``
+  (AST pooled ++ RoBERTa first token -> ``LayerNorm`` -> ``Linear``; ``encode_audio``,
+  ``encode_lyrics`` and ``classify`` run one modality's encoder without the other).
 
 All three take keyword inputs (``input_values`` and/or ``input_ids`` + ``attention_mask``) and
-return logits, so one training loop serves them.
+return logits, so one training loop serves them. A saved model is a folder: ``config.json`` +
+``model.safetensors`` (``save_pretrained``; it loads with one ``from_pretrained`` call anywhere)
+and our ``model.json`` (task, kind, class names, profile: :mod:`~utils.model_related.metadata`).
+:func:`load_model` loads strictly; folders of the earlier layout (wrapper key names, no
+``config.json``) still load (``python -m utils.model_related.convert legacy runs/`` rewrites them).
+Every unreadable file is reported with its path. ``transformers`` is imported on first use.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from utils.config import MODEL_KINDS, PROFILES, TASKS, Profile
-from utils.io import atomic_path, atomic_write
+from utils.config import MODEL_KINDS, TASKS, Profile
+from utils.io import atomic_write, fsync_dir
+from utils.model_related.metadata import (CONFIG_FILE, ModelMismatchError, check_profile_fits,
+                                          read_model_json)
+
+__all__ = ["INPUT_KEYS", "WEIGHTS_FILE", "HF_CONFIG_FILE", "CONFIG_FILE", "LyricsClassifier", "AudioClassifier",
+           "build_model", "model_inputs", "hf_part", "save_model", "ModelMismatchError", "check_profile_fits",
+           "read_model_json", "read_weights", "load_state_report", "load_state", "load_weights", "load_model",
+           "trained_model_dir", "load_trained", "model_fingerprint"]
+"""Public names (``FusionClassifier`` and ``FusionConfig`` too, imported on first use)."""
 
 INPUT_KEYS = {
     "lyrics": ("input_ids", "attention_mask"),
@@ -33,7 +41,9 @@ INPUT_KEYS = {
 }
 """The keyword inputs each model kind takes (keys in :data:`utils.config.MODEL_KINDS` order)."""
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "model.json"
+HF_CONFIG_FILE = "config.json"
+STAGING_DIR = ".save.part"
+"""Inside a model folder: where ``save_pretrained`` writes before each file is moved into place."""
 
 
 # ---------------------------------------------------------------- encoder configs
@@ -73,58 +83,68 @@ def _from_source(model_class, source: str, config):
 
 
 # ---------------------------------------------------------------- the three models
-class LyricsClassifier(nn.Module):
-    """``RobertaForSequenceClassification``; ``forward(input_ids, attention_mask) -> logits``."""
+def __getattr__(name: str):
+    """``FusionClassifier`` / ``FusionConfig`` on first use (their module imports ``transformers``)."""
+    if name in ("FusionClassifier", "FusionConfig"):
+        from utils.model_related import fusion
 
-    kind = "lyrics"
+        return getattr(fusion, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Wrapped(nn.Module):
+    """A Hugging Face classifier (``self.model``) that returns bare logits; saved as that model."""
+
+    kind = ""
+    hf_class_name = ""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
+
+    @classmethod
+    def hf_class(cls):
+        """The wrapped ``transformers`` class."""
+        import transformers
+
+        return getattr(transformers, cls.hf_class_name)
+
+    def save_pretrained(self, folder: str | Path, **kwargs) -> None:
+        """``config.json`` + ``model.safetensors`` of the wrapped model (its own key names)."""
+        self.model.save_pretrained(folder, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, **kwargs):
+        """The wrapped class's ``from_pretrained`` (a local folder or a hub id), wrapped."""
+        return cls(cls.hf_class().from_pretrained(folder, **kwargs))
+
+
+class LyricsClassifier(_Wrapped):
+    """``RobertaForSequenceClassification``; ``forward(input_ids, attention_mask) -> logits``."""
+
+    kind = "lyrics"
+    hf_class_name = "RobertaForSequenceClassification"
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
-class AudioClassifier(nn.Module):
+class AudioClassifier(_Wrapped):
     """``ASTForAudioClassification``; ``forward(input_values (batch, frames, mel)) -> logits``."""
 
     kind = "audio"
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
+    hf_class_name = "ASTForAudioClassification"
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
         return self.model(input_values=input_values).logits
 
 
-class FusionClassifier(nn.Module):
-    """Late fusion as in the paper: [AST pooled ; RoBERTa <s> state] -> LayerNorm -> Linear."""
+def _fusion(audio, lyrics, num_labels: int) -> nn.Module:
+    """A :class:`FusionClassifier` over ready encoders; the head is the only new (random) part."""
+    from utils.model_related.fusion import FusionClassifier, FusionConfig
 
-    kind = "multimodal"
-
-    def __init__(self, audio_encoder, lyrics_encoder, num_labels: int):
-        super().__init__()
-        self.audio_encoder = audio_encoder
-        self.lyrics_encoder = lyrics_encoder
-        width = audio_encoder.config.hidden_size + lyrics_encoder.config.hidden_size
-        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, num_labels))
-
-    def encode_audio(self, input_values: torch.Tensor) -> torch.Tensor:
-        """(batch, frames, mel) -> AST pooled output (batch, audio hidden)."""
-        return self.audio_encoder(input_values=input_values).pooler_output
-
-    def encode_lyrics(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(batch, tokens) -> RoBERTa first-token hidden state (batch, lyrics hidden)."""
-        return self.lyrics_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
-
-    def classify(self, audio_embedding: torch.Tensor, lyrics_embedding: torch.Tensor) -> torch.Tensor:
-        """Head only: embeddings -> logits (batch, classes)."""
-        return self.head(torch.cat([audio_embedding, lyrics_embedding], dim=-1))
-
-    def forward(self, input_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.encode_audio(input_values), self.encode_lyrics(input_ids, attention_mask))
+    config = FusionConfig(audio_config=audio.config, text_config=lyrics.config, num_labels=num_labels)
+    return FusionClassifier(config, audio_encoder=audio, lyrics_encoder=lyrics)
 
 
 def build_model(kind: str, profile: Profile, num_labels: int, vocab_size: int | None = None) -> nn.Module:
@@ -146,7 +166,7 @@ def build_model(kind: str, profile: Profile, num_labels: int, vocab_size: int | 
     if kind == "multimodal":
         audio = _from_source(ASTModel, profile.model.audio_source, _ast_config(profile))
         lyrics = _from_source(RobertaModel, profile.model.lyrics_source, _roberta_config(profile, vocab_size))
-        return FusionClassifier(audio, lyrics, num_labels)
+        return _fusion(audio, lyrics, num_labels)
     raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
 
 
@@ -155,159 +175,97 @@ def model_inputs(kind: str, batch: dict) -> dict:
     return {key: batch[key] for key in INPUT_KEYS[kind]}
 
 
-# ---------------------------------------------------------------- save / load
+# ---------------------------------------------------------------- save
+def hf_part(model: nn.Module) -> nn.Module:
+    """The ``transformers`` model inside ``model``: the one that is saved and loaded.
+
+    The wrapped ``RobertaForSequenceClassification`` / ``ASTForAudioClassification`` of a lyrics
+    or audio classifier; the fusion model itself (a ``PreTrainedModel``).
+    """
+    return model.model if isinstance(model, _Wrapped) else model
+
+
 def _describe(model: nn.Module) -> dict:
-    if isinstance(model, FusionClassifier):
-        return {"kind": model.kind, "num_labels": model.head[1].out_features,
+    if model.kind == "multimodal":
+        return {"kind": model.kind, "num_labels": model.config.num_labels,
                 "audio_config": model.audio_encoder.config.to_dict(),
                 "lyrics_config": model.lyrics_encoder.config.to_dict()}
     config = model.model.config
     return {"kind": model.kind, "num_labels": config.num_labels, "config": config.to_dict()}
 
 
+def _name_labels(config, extra: dict, out_dir: Path) -> None:
+    """Write the class names (``extra['class_names']``, else the task's) into the config's ``id2label``."""
+    names = extra.get("class_names")
+    if names is None and extra.get("task") in TASKS:
+        names = TASKS[extra["task"]]
+    if names is None:
+        return
+    if len(names) != config.num_labels:
+        raise ValueError(f"{out_dir}: {len(names)} class names {list(names)} for a model with "
+                         f"{config.num_labels} outputs")
+    config.id2label = {index: str(name) for index, name in enumerate(names)}
+    config.label2id = {str(name): index for index, name in enumerate(names)}
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 def save_model(model: nn.Module, out_dir: str | Path, **extra) -> Path:
-    """Save weights (``model.safetensors``) and how to rebuild them (``model.json``).
+    """Save ``model`` with ``save_pretrained`` (``config.json``, ``model.safetensors``) plus ``model.json``.
 
-    ``extra`` (e.g. task, class_names, profile) is stored in ``model.json`` as well.
+    Parameters
+    ----------
+    model : LyricsClassifier, AudioClassifier or FusionClassifier
+    out_dir : path
+        The folder (created if needed); files of an earlier save there are replaced.
+    **extra
+        Stored in ``model.json`` (e.g. ``task``, ``class_names``, ``profile``); the class names
+        (default: the task's) also become the config's ``id2label``.
+
+    Notes
+    -----
+    ``save_pretrained`` writes into ``out_dir/.save.part/``; each file is then fsynced and renamed
+    into place (weights first, ``config.json``, then ``model.json``), so a crash never leaves a
+    half-written file under its final name.
     """
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(out_dir / WEIGHTS_FILE) as part:
-        save_file(state, str(part))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pretrained = hf_part(model)
+    _name_labels(pretrained.config, extra, out_dir)
+    staging = out_dir / STAGING_DIR
+    shutil.rmtree(staging, ignore_errors=True)
+    pretrained.save_pretrained(staging)
+    for path in sorted(staging.iterdir(), key=lambda p: (p.name == HF_CONFIG_FILE, p.name)):
+        _fsync(path)
+        os.replace(path, out_dir / path.name)
+    shutil.rmtree(staging)
+    fsync_dir(out_dir)
     atomic_write(out_dir / CONFIG_FILE, json.dumps({**_describe(model), **extra}, indent=1, default=str))
     return out_dir
 
 
-class ModelMismatchError(ValueError):
-    """A saved model is not the one the caller expects.
-
-    Attributes
-    ----------
-    path : Path
-        The ``model.json`` that says so.
-    field : str
-        ``'task'``, ``'kind'``, ``'profile'`` or ``'class_names'``.
-    found, expected
-        The file's value (None when it names none) and the caller's.
-    """
-
-    def __init__(self, path: Path, field: str, found, expected):
-        self.path, self.field, self.found, self.expected = Path(path), field, found, expected
-        said = f"names no {field}" if found is None else f"says {field}={found!r}"
-        super().__init__(f"{path}: the saved model {said}, but {field}={expected!r} was expected; "
-                         f"refusing to use a model made for another {field}")
-
-
-def check_profile_fits(description: dict, profile_name: str, path: Path) -> None:
-    """Refuse a model whose audio input differs from what profile ``profile_name`` makes: its mel
-    bins, or the sample rate it was trained at (``sample_rate`` in ``model.json``, when recorded)."""
-    kind = description.get("kind")
-    audio_config = description.get("audio_config") or (description.get("config") if kind == "audio" else None)
-    audio = PROFILES[profile_name]().audio
-    if audio_config and audio_config.get("num_mel_bins") != audio.num_mel_bins:
-        raise ValueError(f"{path}: the model takes {audio_config.get('num_mel_bins')} mel bins, the "
-                         f"{profile_name!r} profile makes {audio.num_mel_bins}")
-    rate = description.get("sample_rate")
-    if kind != "lyrics" and rate is not None and rate != audio.sample_rate:
-        raise ValueError(f"{path}: the model was trained on spectrograms of {rate} Hz audio, the "
-                         f"{profile_name!r} profile makes them at {audio.sample_rate} Hz")
-
-
-def _check_description(description: dict, path: Path) -> None:
-    """Validate a parsed ``model.json`` and fill in ``class_names`` (default: the task's); errors name ``path``."""
-    problem = None if isinstance(description, dict) else f"must be a JSON object, not {type(description).__name__}"
-    if problem:
-        raise ValueError(f"{path}: the model description {problem}")
-    kind, task, profile = description.get("kind"), description.get("task"), description.get("profile")
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"{path}: model kind {kind!r} is not one of {MODEL_KINDS}")
-    if task is not None and task not in TASKS:
-        raise ValueError(f"{path}: task {task!r} is not one of {sorted(TASKS)}")
-    if profile is not None and profile not in PROFILES:
-        raise ValueError(f"{path}: profile {profile!r} is not one of {sorted(PROFILES)}")
-    configs = ("audio_config", "lyrics_config") if kind == "multimodal" else ("config",)
-    missing = [key for key in configs if not isinstance(description.get(key), dict)]
-    if missing:
-        raise ValueError(f"{path}: no architecture {missing} for a {kind} model")
-    num_labels = description.get("num_labels")
-    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
-        raise ValueError(f"{path}: num_labels must be a positive int, got {num_labels!r}")
-    names = description.get("class_names")
-    if names is None and task is not None:
-        names = list(TASKS[task])
-    if names is not None:
-        if not isinstance(names, list) or len(names) != num_labels:
-            raise ValueError(f"{path}: class_names must be a list of {num_labels} names (one per output), "
-                             f"got {names!r}")
-        description["class_names"] = [str(name) for name in names]
-    if profile is not None:
-        check_profile_fits(description, profile, path)
-
-
-def read_model_json(model_dir: str | Path, *, task: str | None = None, kind: str | None = None,
-                    profile: str | None = None, class_names=None) -> dict:
-    """Read and check the ``model.json`` of a saved model folder; the one reader of that file.
-
-    Parameters
-    ----------
-    model_dir : path
-        The folder holding ``model.json`` (and ``model.safetensors``).
-    task, kind, profile : str, optional
-        What the caller expects; a model that names another value, or none, is refused.
-    class_names : sequence of str, optional
-        The class names the caller will give the model's outputs, in order.
-
-    Returns
-    -------
-    dict
-        The description, with ``class_names`` filled in from the task when the file has none.
-
-    Raises
-    ------
-    FileNotFoundError
-        No ``model.json`` in ``model_dir``.
-    ModelMismatchError
-        The model is of another task, kind, profile or class list (names the file and the field).
-    ValueError
-        An unreadable or invalid ``model.json`` (names the file).
-    """
-    path = Path(model_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no {CONFIG_FILE} in {model_dir}: not a saved model directory")
-    try:
-        description = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable model description ({type(error).__name__}: {error})") from error
-    _check_description(description, path)
-    expected = {"kind": kind, "task": task, "profile": profile,
-                "class_names": None if class_names is None else [str(name) for name in class_names]}
-    for field, wanted in expected.items():
-        if wanted is not None and description.get(field) != wanted:
-            raise ModelMismatchError(path, field, description.get(field), wanted)
-    return description
-
-
-def rebuild_model(description: dict) -> nn.Module:
-    """An untrained model with the architecture described by a ``model.json`` dict (no network)."""
-    from transformers import (ASTConfig, ASTForAudioClassification, ASTModel, RobertaConfig,
-                              RobertaForSequenceClassification, RobertaModel)
-
-    kind = description.get("kind")
-    if kind == "lyrics":
-        return LyricsClassifier(RobertaForSequenceClassification(RobertaConfig.from_dict(description["config"])))
-    if kind == "audio":
-        return AudioClassifier(ASTForAudioClassification(ASTConfig.from_dict(description["config"])))
+# ---------------------------------------------------------------- load
+def _hf_class(kind: str):
     if kind == "multimodal":
-        return FusionClassifier(ASTModel(ASTConfig.from_dict(description["audio_config"])),
-                                RobertaModel(RobertaConfig.from_dict(description["lyrics_config"])),
-                                description["num_labels"])
-    raise ValueError(f"unknown model kind {kind!r}")
+        from utils.model_related.fusion import FusionClassifier
+
+        return FusionClassifier
+    return {"lyrics": LyricsClassifier, "audio": AudioClassifier}[kind].hf_class()
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load safetensors weights into ``model``; an unreadable file, or a shape or key mismatch, names the file."""
+def _wrap(kind: str, pretrained: nn.Module) -> nn.Module:
+    return pretrained if kind == "multimodal" else {"lyrics": LyricsClassifier, "audio": AudioClassifier}[kind](pretrained)
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``model.safetensors``, under Hugging Face names.
+
+    A file of the earlier layout (every key ``model.``-prefixed: our wrappers' names) loses the
+    prefix. An unreadable file is reported with its path.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -319,37 +277,99 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise ValueError(f"{path}: not a readable safetensors file, truncated or corrupt "
                          f"({type(error).__name__}: {error})") from error
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-             for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"checkpoint {path} does not fit the model: "
-            + "; ".join(filter(None, [f"wrong shape {wrong[:3]}" if wrong else "",
-                                      f"missing {missing[:3]}" if missing else "",
-                                      f"unexpected {unexpected[:3]}" if unexpected else ""]))
-        )
-    model.load_state_dict(state)
+    if state and all(key.startswith("model.") for key in state):
+        return {key[len("model."):]: value for key, value in state.items()}
+    return state
+
+
+def _listed(label: str, keys, limit: int = 20) -> str:
+    keys = sorted(map(str, keys))
+    return f"{label} ({len(keys)}): {keys[:limit]}{' ...' if len(keys) > limit else ''}" if keys else ""
+
+
+def load_state_report(hf_class, config, state: dict, where: Path) -> tuple[nn.Module, str]:
+    """A new ``hf_class`` model of ``config`` holding ``state``, and what did not fit ('' when all did).
+
+    ``from_pretrained(None, config=..., state_dict=state)``: ``transformers`` applies its own key
+    conversions (checkpoint names as ``save_pretrained`` writes them, in-memory names, legacy
+    names), so a state saved by another ``transformers`` version loads too. The report lists the
+    keys of another shape, the missing and the unexpected ones; a failure names ``where``.
+    """
+    import copy
+
+    try:
+        model, info = hf_class.from_pretrained(None, config=copy.deepcopy(config), state_dict=state,
+                                               output_loading_info=True, ignore_mismatched_sizes=True)
+    except Exception as error:  # a state of another architecture fails in many ways; each names the file
+        raise ValueError(f"{where}: cannot load these weights into a {hf_class.__name__} "
+                         f"({type(error).__name__}: {error})") from error
+    wrong = [f"{key}: checkpoint {tuple(saved)} vs model {tuple(own)}" for key, saved, own in
+             info.get("mismatched_keys") or ()]
+    report = "; ".join(filter(None, [_listed("wrong shape", wrong), _listed("missing", info.get("missing_keys") or ()),
+                                     _listed("unexpected", info.get("unexpected_keys") or ()),
+                                     _listed("errors", info.get("error_msgs") or ())]))
+    return model.eval(), report
+
+
+def load_state(hf_class, config, state: dict, where: Path) -> nn.Module:
+    """:func:`load_state_report`, refusing any weight that does not fit: every one present and used."""
+    model, report = load_state_report(hf_class, config, state, where)
+    if report:
+        raise ValueError(f"checkpoint {where} does not fit the model: {report}")
     return model
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a ``model.safetensors`` (either layout) into ``model``, in place; a mismatch names the file."""
+    path = Path(path)
+    target = hf_part(model)
+    target.load_state_dict(load_state(type(target), target.config, read_weights(path), path).state_dict())
+    return model
+
+
+def _config(kind: str, model_dir: Path, description: dict):
+    """The Hugging Face config: ``config.json``, or for the earlier layout rebuilt from ``model.json``."""
+    config_class = _hf_class(kind).config_class
+    path = model_dir / HF_CONFIG_FILE
+    if not path.is_file():
+        path = model_dir / CONFIG_FILE
+        saved = {"audio_config": description.get("audio_config"), "text_config": description.get("lyrics_config"),
+                 "num_labels": description["num_labels"], "model_type": config_class.model_type} \
+            if kind == "multimodal" else description.get("config")
+    else:
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise ValueError(f"{path}: not a readable config ({type(error).__name__}: {error})") from error
+    found = saved.get("model_type") if isinstance(saved, dict) else None
+    if found != config_class.model_type:
+        raise ValueError(f"{path}: the config of a {found!r} model, not of a {kind} model ({config_class.model_type!r})")
+    try:
+        config = config_class.from_dict(saved)
+    except Exception as error:  # a config the class refuses fails in many ways; each names the file
+        raise ValueError(f"{path}: cannot make a {config_class.__name__} of it ({type(error).__name__}: {error})") \
+            from error
+    if config.num_labels != description["num_labels"]:
+        raise ValueError(f"{path}: {config.num_labels} outputs, but {model_dir / CONFIG_FILE} "
+                         f"says num_labels={description['num_labels']}")
+    return config
 
 
 def load_model(model_dir: str | Path, device: str = "cpu", *, task: str | None = None, kind: str | None = None,
                profile: str | None = None, class_names=None) -> tuple[nn.Module, dict]:
-    """Rebuild and load a model saved by :func:`save_model`; returns (model in eval mode, model.json).
+    """Load a model saved by :func:`save_model` (or in the earlier layout); returns (model in eval mode, model.json).
 
     ``task``, ``kind``, ``profile`` and ``class_names``, when given, must match the model's
     (:func:`read_model_json`); a mismatch raises :class:`ModelMismatchError` naming the file.
+    The architecture comes from ``config.json`` (or, in the earlier layout, ``model.json``);
+    every weight must be present and used (:func:`load_state`). Errors name the file.
     """
     model_dir = Path(model_dir)
     description = read_model_json(model_dir, task=task, kind=kind, profile=profile, class_names=class_names)
-    try:
-        model = rebuild_model(description)
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{model_dir / CONFIG_FILE}: cannot rebuild the model it describes "
-                         f"({type(error).__name__}: {error})") from error
-    model = load_weights(model, model_dir / WEIGHTS_FILE)
+    kind = description["kind"]
+    config = _config(kind, model_dir, description)
+    weights = model_dir / WEIGHTS_FILE
+    model = _wrap(kind, load_state(_hf_class(kind), config, read_weights(weights), weights))
     return model.to(device).eval(), description
 
 
