@@ -310,3 +310,13 @@ def test_earlier_layout_folders_load_and_convert(tmp_path):
     folder = run / "genre" / "audio" / "best"
     (folder / "config.json").unlink()
     assert model_fingerprint(load_model(folder)[0]) == model_fingerprint(models["audio"])
+
+
+def test_import_never_writes_over_the_authors_file(tmp_path):
+    from utils.model_related.convert import import_authors
+
+    theirs = tmp_path / "model.safetensors"
+    theirs.write_bytes(b"their weights")
+    with pytest.raises(ValueError, match="same file as FILE"):
+        import_authors(theirs, "lyrics", "genre", "tiny", tmp_path)
+    assert theirs.read_bytes() == b"their weights"

@@ -68,6 +68,10 @@ def import_authors(path: str | Path, kind: str, task: str, profile_name: str, ou
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    from utils.io import refuse_clobber
+
+    refuse_clobber({"--out": [Path(out_dir) / name for name in ("config.json", "model.safetensors", "model.json")]
+                    + [Path(out_dir)]}, {"FILE": path})
     model = load_authors_checkpoint(path, kind, get_profile(profile_name))
     outputs = hf_part(model).config.num_labels
     if outputs != len(TASKS[task]):
