@@ -206,7 +206,7 @@ def test_lyrics_model_needs_no_audio_and_reruns_into_its_own_folder(models, tmp_
         assert code == 0, stderr
     page = (out / "report.html").read_text()
     record = json.loads((out / "explanation.json").read_text())
-    assert record["modality"] == "lyrical" and record["run"]["audio"] is None
+    assert record["mode"] == "lyrical" and record["run"]["audio"] is None
     assert "data:audio/wav" not in page and page.count("data:image/png;base64,") == 1   # no heatmap, no players
     assert len(LYRIC_SPAN.findall(page)) > 0
     assert sorted(p.name for p in out.iterdir()) == ["explanation.json", "report.html"]
@@ -224,7 +224,7 @@ def test_audio_without_lyrics_on_a_short_clip_warns_and_pads(models, tmp_path, c
     assert "warning" in stderr and "padded with 1.50 s" in stderr
     record = json.loads((out / "explanation.json").read_text())
     run = record["run"]
-    assert run["window_samples"] == [0, 40_000] and run["padded_seconds"] == 1.5 and run["modality"] == "audio"
+    assert run["window_samples"] == [0, 40_000] and run["padded_seconds"] == 1.5 and run["mode"] == "audio"
     assert all(f["modality"] == "audio" for f in record["features"]) and len(record["features"]) == 40
     page = (out / "report.html").read_text()
     assert not LYRIC_SPAN.findall(page)

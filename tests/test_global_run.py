@@ -98,7 +98,7 @@ def test_records_resume_after_kill(small_corpus, tokens, tmp_path):
     record = records[0]
     assert SETTING_KEYS <= set(record["settings"])
     assert record["settings"]["num_samples"] == 16 and record["settings"]["seed"] == 5
-    assert record["settings"]["separator"] == "oracle" and record["settings"]["modality"] == "both"
+    assert record["settings"]["separator"] == "oracle" and record["settings"]["mode"] == "both"
     assert record["song_seed"] == song_seed(5, record["id"])
     assert record["label"] == int(np.argmax(record["probabilities"]))      # explained = predicted class
     assert record["true_label"] == GENRES.index(songs["primary_short"][0])
