@@ -1,4 +1,4 @@
-"""Reference implementations the tests compare the library against (never used by the library)."""
+"""What the tests compare the library against, and hostile inputs they feed it (never used by the library)."""
 from __future__ import annotations
 
 import numpy as np
@@ -34,3 +34,14 @@ def reference_features(waveform: np.ndarray, audio_cfg: AudioConfig) -> np.ndarr
 def audio_component_names(num_segments: int = 10, stems: tuple[str, ...] = STEMS) -> list[str]:
     """Names of all audio components in the paper's segment-major order."""
     return [component_name(s, k) for k in range(num_segments) for s in stems]
+
+
+class Hostile:
+    """Pickles as a call of ``exec`` that writes ``marker``: what a planted checkpoint could run
+    without ``weights_only`` (the marker file existing afterwards means the code ran)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))

@@ -13,6 +13,7 @@ import json
 import re
 
 import pytest
+from reference import Hostile
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -185,20 +186,12 @@ def test_a_checkpoint_with_missing_or_unexpected_keys_is_refused_with_the_keys(t
     assert "under none of the mapped prefixes (1): ['extra_head.weight']" in message
 
 
-class _Hostile:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
-
-
 def test_a_file_that_is_not_a_state_dict_is_named(tmp_path):
     marker = tmp_path / "hostile-code-ran"
     cases = {"list": ([1, 2, 3], "lyrics", "not a state dict"),
              "plain-state-dict": (_their_state(_theirs("lyrics")), "multimodal", "'model_state_dict'"),
              "no-tensors": ({"model_state_dict": {"a": 1}}, "multimodal", "not a state dict"),
-             "hostile": ({"model_state_dict": _Hostile(marker)}, "multimodal", "weights_only")}
+             "hostile": ({"model_state_dict": Hostile(marker)}, "multimodal", "weights_only")}
     for name, (content, kind, expected) in cases.items():
         torch.save(content, tmp_path / name)
         with pytest.raises(ValueError, match=expected) as caught:

@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+from reference import Hostile
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -228,16 +229,6 @@ def test_resuming_with_other_settings_is_refused(small_training, tmp_path, chang
     assert (run / "last" / "model.safetensors").read_bytes() == before       # nothing trained, nothing written
 
 
-class _Hostile:
-    """Pickles as a call of ``exec``: what a planted optimizer.pt could run without weights_only."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
-
-
 def _truncate(path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -255,7 +246,7 @@ def test_a_corrupt_checkpoint_file_is_named(small_training, tmp_path, damage, fi
     elif damage == "garbage":
         path.write_text("[1, 2")
     else:
-        torch.save({"optimizer": _Hostile(marker), "scheduler": {}}, path)
+        torch.save({"optimizer": Hostile(marker), "scheduler": {}}, path)
     with pytest.raises((ValueError, OSError)) as caught:
         _train(small_training, run)
     assert str(path) in str(caught.value), caught.value
