@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from utils.config import KIND_MODES, MODEL_KINDS, MODES, PROFILES, SEPARATORS, TASKS
-from utils.io import refuse_clobber, same_file
+from utils.io import refuse_clobber
 from utils.musiclime.aggregate import write_measures
 from utils.musiclime.global_explain import global_explain
 from utils.musiclime.records import aggregate_records, append_record, load_records, merge_records
@@ -107,8 +107,7 @@ def _merge_main(argv: list[str]) -> int:
     parser.add_argument("--merge-case", action="store_true", help="merge words differing only in case")
     args = parser.parse_args(argv)
     refuse_clobber({"--out": args.out, "--merged-records": args.merged_records}, {"--records": args.records})
-    if args.merged_records and same_file(args.out, args.merged_records):
-        raise SystemExit(f"--out and --merged-records are the same file ({args.out}); choose two paths")
+    refuse_clobber({"--merged-records": args.merged_records}, {"--out": args.out})
     records = merge_records(args.records)
     if not records:
         raise SystemExit(f"no records in {args.records}")

@@ -27,7 +27,7 @@ from utils.musiclime.explanation import Explanation, Feature
 from utils.musiclime.factorization import Factorization
 from utils.musiclime.lyric_features import LineFeatures, WordFeatures, text_features as make_text_features
 from utils.musiclime.sampling import SAMPLING, Neighbourhood, sample_crossed_neighbourhood, sample_neighbourhood
-from utils.musiclime.surrogate import KERNEL_WIDTH, NUM_FEATURES, check_labels, fit_surrogate
+from utils.musiclime.surrogate import KERNEL_WIDTH, NUM_FEATURES, check_kernel_width, check_labels, fit_surrogate
 
 
 def _text_features(lyrics: Any, unit: str, predict_fn: Any, mode: str,
@@ -54,8 +54,7 @@ def _text_features(lyrics: Any, unit: str, predict_fn: Any, mode: str,
 
 def _check_sizes(factorization, text, mode: str, num_samples: int, kernel_width: float) -> None:
     """Refuse a kernel that weights nothing; warn when rows are fewer than the surrogate's columns."""
-    if not np.isfinite(kernel_width) or kernel_width <= 0:
-        raise ValueError(f"kernel_width must be a positive number, got {kernel_width!r}")
+    check_kernel_width(kernel_width)                  # before sampling, not after it
     columns = (factorization.n_components if factorization is not None and mode != "lyrical" else 0) + \
         (text.n_features if text is not None and mode != "audio" else 0)
     if isinstance(num_samples, (int, np.integer)) and not isinstance(num_samples, bool) and num_samples < columns:

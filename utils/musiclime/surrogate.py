@@ -50,6 +50,12 @@ def check_labels(labels: Sequence[int], n_classes: int, name: str = "labels") ->
     return out
 
 
+def check_kernel_width(kernel_width: float) -> None:
+    """Refuse a kernel width that weights nothing (zero, negative or not finite)."""
+    if not np.isfinite(kernel_width) or kernel_width <= 0:
+        raise ValueError(f"kernel_width must be a positive number, got {kernel_width!r}")
+
+
 def fit_surrogate(masks: np.ndarray, predictions: np.ndarray, distances: np.ndarray, label: int, *,
                   kernel_width: float = KERNEL_WIDTH, num_features: int = NUM_FEATURES,
                   feature_selection: str = "auto", alpha: float = 1.0, random_state: int | None = 0) -> SurrogateFit:
@@ -90,8 +96,7 @@ def fit_surrogate(masks: np.ndarray, predictions: np.ndarray, distances: np.ndar
     if masks.shape[0] < 2:
         raise ValueError(f"need at least 2 neighbourhood rows, got {masks.shape[0]}")
     label = check_labels([label], predictions.shape[1], "label")[0]
-    if not np.isfinite(kernel_width) or kernel_width <= 0:
-        raise ValueError(f"kernel_width must be a positive number, got {kernel_width!r}")
+    check_kernel_width(kernel_width)
     base = LimeBase(partial(kernel, kernel_width=kernel_width), random_state=random_state)
     regressor = Ridge(alpha=alpha, fit_intercept=True, random_state=random_state)
     intercept, pairs, score, local_prediction = base.explain_instance_with_data(
