@@ -16,7 +16,8 @@ from utils.dataset_related.fixtures import write_audioset_fixture
 from utils.dataset_related.net import NetError, ProgressLog, RetryPolicy
 from utils.dataset_related.net_clients import FakeClient
 
-NO_WAIT = {"youtube": 0.0, "genius": 0.0, "download": 0.0}
+NO_WAIT = {"youtube": 0.0, "lyricfind": 0.0, "genius": 0.0, "download": 0.0}
+OURS = {"selection": "ontology", "titles": "ours", "lyrics": "ours", "audio": "ours"}
 
 
 def _policy(attempts: int = 4) -> RetryPolicy:
@@ -152,11 +153,13 @@ def test_english_detection_threshold_and_seed():
 
 
 # ------------------------------------------------------------------ the whole pipeline, faked network
-def _build(fixture_dir, out, client, attempts=4):
+def _build(fixture_dir, out, client, attempts=4, **methods):
+    """Build from the fixture: the authors' way by default, ``**OURS`` for ours."""
     return aset.build_audioset(
         [fixture_dir / "balanced_train_segments.csv", fixture_dir / "eval_segments.csv"],
-        fixture_dir / "ontology.json", out, client, profile="tiny", fractions=(0.6, 0.2, 0.2),
-        seed=0, policy=_policy(attempts), min_intervals=NO_WAIT, show_progress=False)
+        fixture_dir / "class_labels_indices.csv", out, client, profile="tiny", fractions=(0.6, 0.2, 0.2),
+        seed=0, policy=_policy(attempts), min_intervals=NO_WAIT, show_progress=False,
+        ontology_path=fixture_dir / "ontology.json", **methods)
 
 
 def _ids(corpus: Path) -> list[str]:
@@ -164,11 +167,11 @@ def _ids(corpus: Path) -> list[str]:
                   for line in (corpus / f"{s}.jsonl").read_text().splitlines())
 
 
-def test_pipeline_keeps_the_expected_segments_and_resumes(fixture_dir, tmp_path):
+def test_pipeline_ours_keeps_the_expected_segments_and_resumes(fixture_dir, tmp_path):
     pytest.importorskip("langdetect")
     expected = json.loads((fixture_dir / "expected.json").read_text())
     client = FakeClient.from_json(fixture_dir / "fake_responses.json")
-    report = _build(fixture_dir, tmp_path / "corpus", client)
+    report = _build(fixture_dir, tmp_path / "corpus", client, **OURS)
     assert _ids(tmp_path / "corpus") == expected["kept"]
     rows = [json.loads(line) for s in ("train", "val", "test")
             for line in (tmp_path / "corpus" / f"{s}.jsonl").read_text().splitlines()]
@@ -192,7 +195,7 @@ def test_pipeline_keeps_the_expected_segments_and_resumes(fixture_dir, tmp_path)
 
     # second run: finished items are not requested again; the failed lyrics succeed now
     client.calls.clear()
-    again = _build(fixture_dir, tmp_path / "corpus", client)
+    again = _build(fixture_dir, tmp_path / "corpus", client, **OURS)
     calls = [c[0] for c in client.calls]
     assert "video_titles" not in calls
     assert calls.count("search_song") == 2                      # one 503 left, then success
@@ -213,7 +216,7 @@ def test_partial_download_is_never_done(fixture_dir, tmp_path):
                          "start_seconds": 0.0, "end_seconds": 10.0})
     progress = ProgressLog(tmp_path / "audio.jsonl")
     counts = aset.download_segments(segs, client, tmp_path / "corpus", tmp_path / "work",
-                                    progress, _policy(), profile="tiny", show_progress=False)
+                                    progress, _policy(), profile="tiny", show_progress=False, audio="ours")
     assert counts["failed"] == 3 and counts["ok"] == 0
     assert not list((tmp_path / "work").rglob("*.wav*"))
     assert not (tmp_path / "corpus" / "audio").exists()
@@ -230,7 +233,7 @@ def test_keys_never_reach_progress_files(fixture_dir, tmp_path, monkeypatch):
 
     client = LeakyClient.from_json(fixture_dir / "fake_responses.json")
     report = _build(fixture_dir, tmp_path / "corpus", client, attempts=2)
-    text = (tmp_path / "corpus" / "work" / "lyrics.jsonl").read_text()
+    text = (tmp_path / "corpus" / "work" / "lyrics_authors.jsonl").read_text()
     assert "tok_SECRET_4242" not in text and "access_token=***" in text
     assert "tok_SECRET_4242" not in report.summary()
 

@@ -10,8 +10,9 @@ modules behind it, one job each:
 * ``music4all_published`` -- the authors' published M4A release imported as published
   (``published_spectrograms``: their spectrogram batches, read safely; ``safe_pickle``: restricted
   unpickling);
-* ``audioset_selection`` / ``audioset_lyrics`` / ``audioset`` -- the AudioSet subset: which
-  segments, their lyrics, the pipeline with its downloads;
+* ``audioset_selection`` / ``audioset_authors`` / ``audioset_lyrics`` / ``audioset`` -- the AudioSet
+  subset: which segments (ontology tree, or the authors' substring lists), the authors' recipe
+  (``utils/resources/audioset_authors.json``), their lyrics, the pipeline with its downloads;
 * ``net`` / ``net_clients`` -- retries, rate limits, resumable progress, checked downloads /
   the network clients (real and fake);
 * ``fixtures`` / ``fixtures_published`` -- small inputs in the real formats, for tests, CI and the
@@ -23,7 +24,11 @@ modules behind it, one job each:
 * ``splits`` -- reading a split and turning it into model inputs (``SongDataset``).
 """
 from utils.dataset_related.audioset import build_audioset, download_segments, make_client
-from utils.dataset_related.audioset_lyrics import clean_genius_lyrics, fetch_lyrics, fetch_titles, split_artist_song
+from utils.dataset_related.audioset import select as select_audioset_segments
+from utils.dataset_related.audioset_authors import (clean_title_authors, load_authors_recipe, read_label_indices,
+                                                    select_segments_authors, split_artist_song_authors)
+from utils.dataset_related.audioset_lyrics import (clean_genius_lyrics, fetch_lyrics, fetch_titles, lyrics_outcome_counts,
+                                                   split_artist_song)
 from utils.dataset_related.audioset_selection import (TARGET_CLASSES, default_blacklist, load_ontology, read_segments,
                                                       select_segments)
 from utils.dataset_related.corpus import SPLITS, BuildReport, clean_lyrics, stratified_split, write_split
@@ -53,7 +58,9 @@ __all__ = [
     # AudioSet and the network
     "TARGET_CLASSES", "build_audioset", "clean_genius_lyrics", "default_blacklist", "download_segments",
     "fetch_lyrics", "fetch_titles", "load_ontology", "make_client", "read_segments", "select_segments",
-    "split_artist_song", "FakeClient", "ProgressLog", "RateLimiter", "RetryPolicy", "WebClient", "run_resumable",
+    "split_artist_song", "select_audioset_segments", "clean_title_authors", "load_authors_recipe",
+    "read_label_indices", "select_segments_authors", "split_artist_song_authors", "lyrics_outcome_counts",
+    "FakeClient", "ProgressLog", "RateLimiter", "RetryPolicy", "WebClient", "run_resumable",
     # fixtures
     "write_audioset_fixture", "write_music4all_fixture", "write_published_fixture",
     # model inputs

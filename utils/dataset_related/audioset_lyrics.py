@@ -12,8 +12,12 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from typing import Iterable
 
 import pandas as pd
+
+from utils.dataset_related.audioset_authors import (clean_genius_lyrics_authors, lyricfind_slug, parse_lyricfind_page,
+                                                    same_song_authors)
 
 from utils.dataset_related.corpus import clean_lyrics
 from utils.dataset_related.net import (NetError, ProgressLog, QuotaExceeded, RateLimiter, RetryPolicy, Skip, redact,
@@ -204,17 +208,42 @@ def fetch_titles(segments: pd.DataFrame, client: Client, progress: ProgressLog,
     return counts
 
 
+LYRICS_METHODS = ("authors", "ours")
+"""``authors``: LyricFind, then Genius with the authors' match rule and cleaning; ``ours``:
+Genius only, with :func:`same_song` and :func:`clean_genius_lyrics`."""
+
+
 def fetch_lyrics(songs: pd.DataFrame, client: Client, progress: ProgressLog,
                  policy: RetryPolicy, limiter: RateLimiter | None = None,
                  english_threshold: float = 0.42, english_tries: int = 5, seed: int = 0,
-                 show_progress: bool = True) -> dict[str, int]:
-    """Genius lyrics for rows with ``id``, ``artist``, ``song``; kept (``ok``, result
-    ``{"lyrics", "genius_artist", "genius_title", "english_probability"}``) when Genius'
-    match is the same song (:func:`same_song`), non-empty after cleaning and English.
-    Everything else is ``skipped`` with the reason; network failures are ``failed``."""
+                 show_progress: bool = True, method: str = "authors",
+                 lyricfind_limiter: RateLimiter | None = None) -> dict[str, int]:
+    """Lyrics for rows with ``id``, ``artist``, ``song``, kept (``ok``) when English.
+
+    ``method="authors"`` (default): the LyricFind page first (:func:`_from_lyricfind`), then
+    Genius, a hit counting when :func:`~utils.dataset_related.audioset_authors.same_song_authors`
+    holds, its text cleaned by
+    :func:`~utils.dataset_related.audioset_authors.clean_genius_lyrics_authors`. The result is
+    ``{"lyrics", "source" ("lyricfind" | "genius"), "english_probability", "outcomes"}`` where
+    ``outcomes`` says what each source gave (``ok``, ``no page``, ``page without lyrics``,
+    ``no result``, ``another song``, ``empty after cleaning``, ``not English``, ``failed``). A song
+    neither source gives is ``skipped`` (error ``"LyricFind <outcome>, Genius <outcome>"``, the
+    outcomes as result) -- unless a source failed (rate limit or server error after the retries,
+    a Genius page without text): then it is ``failed``, and a re-run asks again.
+
+    ``method="ours"``: Genius only, :func:`same_song`, :func:`clean_genius_lyrics`; result
+    ``{"lyrics", "source": "genius", "genius_artist", "genius_title", "english_probability"}``.
+
+    Limiters: ``limiter`` for Genius, ``lyricfind_limiter`` for LyricFind.
+    """
+    if method not in LYRICS_METHODS:
+        raise ValueError(f"method must be one of {LYRICS_METHODS}, got {method!r}")
     _langdetect()                                     # fail early, before any request
 
-    def step(song_id: str, row: tuple[str, str]) -> dict:
+    def english(text: str) -> float:
+        return english_probability(text, english_tries, seed, english_threshold)
+
+    def step_ours(song_id: str, row: tuple[str, str]) -> dict:
         artist, song = row
         found = policy.call(client.search_song, artist, song, limiter=limiter)
         if not found:
@@ -225,11 +254,84 @@ def fetch_lyrics(songs: pd.DataFrame, client: Client, progress: ProgressLog,
         lyrics = clean_genius_lyrics(found.get("lyrics", ""))
         if not lyrics:
             raise Skip("lyrics empty after cleaning")
-        p_en = english_probability(lyrics, english_tries, seed, english_threshold)
+        p_en = english(lyrics)
         if p_en < english_threshold:
             raise Skip(f"not English (p_en={p_en:.2f})")
-        return {"lyrics": lyrics, "genius_artist": found.get("artist"),
+        return {"lyrics": lyrics, "source": "genius", "genius_artist": found.get("artist"),
                 "genius_title": found.get("title"), "english_probability": round(p_en, 4)}
 
+    def step_authors(song_id: str, row: tuple[str, str]) -> dict:
+        artist, song = row
+        outcomes: dict[str, str] = {}
+        errors: list[str] = []
+        for source, fetch in (("lyricfind", _from_lyricfind), ("genius", _from_genius)):
+            try:
+                text, outcome = fetch(client, policy, artist, song,
+                                      lyricfind_limiter if source == "lyricfind" else limiter)
+            except NetError as err:
+                outcomes[source] = "failed"
+                errors.append(redact(f"{source}: {err}"))
+                log.warning("lyrics %s: %s failed: %s", song_id, source, errors[-1])
+                continue
+            if text is not None:
+                p_en = english(text)
+                if p_en >= english_threshold:
+                    outcomes[source] = "ok"
+                    return {"lyrics": text, "source": source, "english_probability": round(p_en, 4),
+                            "outcomes": outcomes}
+                outcome = "not English"
+            outcomes[source] = outcome
+            log.info("lyrics %s: %s %s", song_id, source, outcome)
+        summary = f"LyricFind {outcomes['lyricfind']}, Genius {outcomes['genius']}"
+        if errors:
+            raise NetError(f"{summary}: " + "; ".join(errors))
+        raise Skip(summary, details={"outcomes": outcomes})
+
+    step = step_authors if method == "authors" else step_ours
     items = [(sid, (a, s)) for sid, a, s in zip(songs["id"], songs["artist"], songs["song"])]
-    return run_resumable(items, step, progress, desc="Genius lyrics", show_progress=show_progress)
+    return run_resumable(items, step, progress, desc="lyrics", show_progress=show_progress)
+
+
+def _from_lyricfind(client: Client, policy: RetryPolicy, artist: str, song: str,
+                    limiter: RateLimiter | None) -> tuple[str | None, str]:
+    """``(lyrics or None, outcome)`` from the LyricFind page of (artist, song)."""
+    page = policy.call(client.lyricfind_page, lyricfind_slug(artist, song), limiter=limiter)
+    if page is None:
+        return None, "no page"
+    text = parse_lyricfind_page(page)
+    return (None, "page without lyrics") if text is None else (text, "ok")
+
+
+def _from_genius(client: Client, policy: RetryPolicy, artist: str, song: str,
+                 limiter: RateLimiter | None) -> tuple[str | None, str]:
+    """``(lyrics or None, outcome)`` from Genius with the authors' match rule and cleaning."""
+    found = policy.call(client.search_song, artist, song, limiter=limiter)
+    if not found:
+        return None, "no result"
+    if not same_song_authors(artist, song, found.get("artist", ""), found.get("title", "")):
+        return None, "another song"
+    text = clean_genius_lyrics_authors(found.get("lyrics", ""))
+    return (text, "ok") if text else (None, "empty after cleaning")
+
+
+def lyrics_outcome_counts(progress: ProgressLog, ids: Iterable[str]) -> pd.DataFrame:
+    """How many of ``ids`` each lyrics source answered with each outcome (rows ``lyricfind``,
+    ``genius``; columns the outcomes), plus the ``source`` that gave the kept lyrics. Read from
+    the records of :func:`fetch_lyrics` (``method="authors"``); a failed item counts its
+    outcomes from the error text. Items not yet asked for are left out."""
+    table: dict[str, dict[str, int]] = {"lyricfind": {}, "genius": {}, "source": {}}
+    pattern = re.compile(r"LyricFind (?P<lyricfind>[a-zA-Z ]+?), Genius (?P<genius>[a-zA-Z ]+?)(?::|$)")
+    for item_id in ids:
+        rec = progress.records.get(str(item_id))
+        if rec is None:
+            continue
+        result = rec.get("result") or {}
+        outcomes = dict(result.get("outcomes") or {})
+        if rec["status"] == "failed":
+            match = pattern.search(rec.get("error") or "")
+            outcomes = match.groupdict() if match else {}
+        for source, outcome in outcomes.items():
+            table[source][outcome] = table[source].get(outcome, 0) + 1
+        if rec["status"] == "ok":
+            table["source"][result.get("source", "?")] = table["source"].get(result.get("source", "?"), 0) + 1
+    return pd.DataFrame(table).T.fillna(0).astype(int)

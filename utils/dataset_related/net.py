@@ -288,7 +288,12 @@ class ProgressLog:
 
 
 class Skip(Exception):
-    """Raised by a step function: the item is permanently rejected (recorded as skipped)."""
+    """Raised by a step function: the item is permanently rejected (recorded as skipped, with
+    ``details`` -- JSON-serialisable, optional -- as the record's result)."""
+
+    def __init__(self, message: str, details: Any = None):
+        super().__init__(message)
+        self.details = details
 
 
 def run_resumable(items: Iterable[tuple[str, Any]], step: Callable[[str, Any], Any],
@@ -319,7 +324,7 @@ def run_resumable(items: Iterable[tuple[str, Any]], step: Callable[[str, Any], A
         try:
             result = step(item_id, item)
         except Skip as why:
-            progress.record(item_id, "skipped", error=str(why))
+            progress.record(item_id, "skipped", result=why.details, error=str(why))
             counts["skipped"] += 1
         except (NetError, OSError, ValueError, subprocess.SubprocessError) as err:
             message = redact(f"{type(err).__name__}: {err}")

@@ -1,4 +1,4 @@
-"""The network, behind one small interface: a *client* with three methods.
+"""The network, behind one small interface: a *client* with four methods.
 
 :class:`WebClient` talks to the real services, :class:`FakeClient` answers from canned
 responses for tests and CI (written by :func:`utils.dataset_related.fixtures.write_audioset_fixture`):
@@ -8,8 +8,12 @@ responses for tests and CI (written by :func:`utils.dataset_related.fixtures.wri
     ``YOUTUBE_API_KEY`` environment variable).
 ``search_song(artist, title) -> {"artist", "title", "lyrics"} | None``
     Genius through the ``lyricsgenius`` client (token from ``GENIUS_ACCESS_TOKEN``).
-``download_audio(video_id, start_seconds, end_seconds, part_path) -> None``
-    yt-dlp + ffmpeg: the segment, mono, written to ``part_path`` only. The caller checks the
+``lyricfind_page(slug) -> str | None``
+    The HTML of ``https://lyrics.lyricfind.com/lyrics/<slug>`` (``None``: no such page, 404).
+``download_audio(video_id, start_seconds, end_seconds, part_path, audio_format="wav") -> None``
+    yt-dlp + ffmpeg: the segment written to ``part_path`` only -- ``"wav"``: mono at the
+    client's sample rate; ``"mp3"``: as the authors cut it (``yt-dlp -x --audio-format mp3
+    --audio-quality 0``, then ``ffmpeg -ss START -to END -acodec copy``). The caller checks the
     file and renames it (:func:`utils.dataset_related.net.checked_download`).
 
 Errors become :class:`utils.dataset_related.net.NetError` with the HTTP status, so
@@ -34,6 +38,8 @@ log = logging.getLogger(__name__)
 
 YOUTUBE_VIDEOS_URL = "https://www.googleapis.com/youtube/v3/videos"
 YOUTUBE_MAX_IDS = 50
+LYRICFIND_URL = "https://lyrics.lyricfind.com/lyrics/"
+AUDIO_FORMATS = ("wav", "mp3")
 
 
 class Client(Protocol):
@@ -43,8 +49,15 @@ class Client(Protocol):
 
     def search_song(self, artist: str, title: str) -> dict | None: ...
 
+    def lyricfind_page(self, slug: str) -> str | None: ...
+
     def download_audio(self, video_id: str, start_seconds: float, end_seconds: float,
-                       part_path: Path) -> None: ...
+                       part_path: Path, audio_format: str = "wav") -> None: ...
+
+
+def _check_audio_format(audio_format: str) -> None:
+    if audio_format not in AUDIO_FORMATS:
+        raise ValueError(f"audio_format must be one of {AUDIO_FORMATS}, got {audio_format!r}")
 
 
 def parse_videos_response(payload: dict) -> dict[str, str]:
@@ -173,6 +186,35 @@ class WebClient:
             raise NetError(f"Genius page for {artist!r} - {title!r} gave no lyrics")
         return {"artist": str(song.artist), "title": str(song.title), "lyrics": lyrics}
 
+    # -- LyricFind
+    def _lyricfind_get(self, url: str) -> tuple[Any, NetError | None]:
+        """``(response, None)`` or ``(None, NetError)`` (no key involved; same shape as YouTube)."""
+        import requests
+
+        if self._session is None:
+            self._session = requests.Session()
+            protect_http_logs()
+        try:
+            return self._session.get(url, timeout=self.timeout), None
+        except requests.RequestException as err:
+            return None, request_failure("LyricFind", err)
+
+    def lyricfind_page(self, slug: str) -> str | None:
+        """The LyricFind page ``LYRICFIND_URL + slug`` (the slug percent-encoded, so a ``/`` or
+        ``?`` in a title stays in the page name): its HTML, or ``None`` for a 404. 429 and 5xx
+        are retryable :class:`NetError`; other statuses are not."""
+        import urllib.parse
+
+        resp, failure = self._lyricfind_get(LYRICFIND_URL + urllib.parse.quote(slug, safe=""))
+        if failure is not None:
+            raise failure
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise error_for_status(resp.status_code, f"LyricFind {slug!r}: {resp.text[:200]}",
+                                   _retry_after(resp.headers))
+        return resp.text
+
     # -- yt-dlp + ffmpeg
     @staticmethod
     def _ytdlp_command() -> list[str]:
@@ -194,16 +236,21 @@ class WebClient:
         return exe
 
     def download_audio(self, video_id: str, start_seconds: float, end_seconds: float,
-                       part_path: Path) -> None:
-        """Download a video's audio and cut ``[start, end)`` seconds into ``part_path``
-        (mono wav at :attr:`sample_rate`). The caller checks and renames the file."""
+                       part_path: Path, audio_format: str = "wav") -> None:
+        """Download a video's audio and cut ``[start, end)`` seconds into ``part_path``:
+        ``"wav"`` -- mono wav at :attr:`sample_rate`; ``"mp3"`` -- the authors' commands (mp3 at
+        yt-dlp's best quality, cut with ``-ss START -to END -acodec copy``, no re-encoding).
+        The caller checks and renames the file."""
+        _check_audio_format(audio_format)
         ytdlp, ffmpeg = self._ytdlp_command(), self._ffmpeg()
         part_path = Path(part_path)
         part_path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="ytdlp_") as tmp:
             template = str(Path(tmp) / "full.%(ext)s")
-            cmd = ytdlp + ["--quiet", "--no-playlist", "--no-progress", "-f", "bestaudio/best",
-                           "-o", template, f"https://www.youtube.com/watch?v={video_id}"]
+            fetch = (["-x", "--audio-format", "mp3", "--audio-quality", "0"] if audio_format == "mp3"
+                     else ["-f", "bestaudio/best"])
+            cmd = ytdlp + ["--quiet", "--no-playlist", "--no-progress"] + fetch + [
+                "-o", template, f"https://www.youtube.com/watch?v={video_id}"]
             proc = subprocess.run(cmd, capture_output=True, text=True,
                                   timeout=self.download_timeout)
             if proc.returncode != 0:
@@ -214,10 +261,15 @@ class WebClient:
             downloaded = sorted(Path(tmp).glob("full.*"))
             if not downloaded:
                 raise NetError(f"yt-dlp wrote no file for {video_id}")
-            cut = [ffmpeg, "-nostdin", "-loglevel", "error", "-y",
-                   "-ss", f"{start_seconds:.3f}", "-i", str(downloaded[0]),
-                   "-t", f"{end_seconds - start_seconds:.3f}", "-ac", "1",
-                   "-ar", str(self.sample_rate), "-f", "wav", str(part_path)]
+            if audio_format == "mp3":
+                cut = [ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(downloaded[0]),
+                       "-ss", f"{start_seconds:g}", "-to", f"{end_seconds:g}", "-acodec", "copy",
+                       "-f", "mp3", str(part_path)]
+            else:
+                cut = [ffmpeg, "-nostdin", "-loglevel", "error", "-y",
+                       "-ss", f"{start_seconds:.3f}", "-i", str(downloaded[0]),
+                       "-t", f"{end_seconds - start_seconds:.3f}", "-ac", "1",
+                       "-ar", str(self.sample_rate), "-f", "wav", str(part_path)]
             proc = subprocess.run(cut, capture_output=True, text=True,
                                   timeout=self.download_timeout)
             if proc.returncode != 0:
@@ -277,13 +329,15 @@ class FakeClient:
         ``{video_id: title}``; ids not in it are "removed videos" (absent from the answer).
     songs : dict
         ``{"artist|title" (lower case): {"artist", "title", "lyrics"}}``; unknown -> None.
+    pages : dict
+        ``{LyricFind slug: HTML}``; unknown -> None (a 404).
     audio : dict
         ``{video_id: "ok" | "partial" | "broken" | "missing"}``; "ok" writes a full
         segment (a tone), "partial" writes a third of it, "broken" writes bytes that are not
         audio, "missing" writes nothing; unknown ids raise a non-retryable 404.
     errors : dict
-        ``{key: [status, ...]}`` -- the first calls for ``key`` (a video id, or
-        ``"artist|title"``) raise these HTTP statuses before the canned answer is given;
+        ``{key: [status, ...]}`` -- the first calls for ``key`` (a video id,
+        ``"artist|title"``, or ``"lyricfind|<slug>"``) raise these HTTP statuses before the canned answer is given;
         0 means a timeout, 403 an exhausted quota (:class:`QuotaExceeded`).
     sample_rate : int
         Hz of the wav written by :meth:`download_audio`.
@@ -291,6 +345,7 @@ class FakeClient:
 
     titles: dict = field(default_factory=dict)
     songs: dict = field(default_factory=dict)
+    pages: dict = field(default_factory=dict)
     audio: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)
     sample_rate: int = 16_000
@@ -304,7 +359,7 @@ class FakeClient:
             raise FileNotFoundError(f"canned responses file not found: {path}")
         data = json.loads(path.read_text(encoding="utf-8"))
         errors = {k: list(v) for k, v in data.get("errors", {}).items()}
-        return cls(titles=data.get("titles", {}), songs=data.get("songs", {}),
+        return cls(titles=data.get("titles", {}), songs=data.get("songs", {}), pages=data.get("pages", {}),
                    audio=data.get("audio", {}), errors=errors, **kwargs)
 
     def _maybe_fail(self, key: str) -> None:
@@ -334,11 +389,17 @@ class FakeClient:
         song = self.songs.get(key)
         return None if song is None else dict(song)
 
+    def lyricfind_page(self, slug: str) -> str | None:
+        self.calls.append(("lyricfind_page", slug))
+        self._maybe_fail(f"lyricfind|{slug}")
+        return self.pages.get(slug)
+
     def download_audio(self, video_id: str, start_seconds: float, end_seconds: float,
-                       part_path: Path) -> None:
+                       part_path: Path, audio_format: str = "wav") -> None:
         import numpy as np
         import soundfile as sf
 
+        _check_audio_format(audio_format)
         self.calls.append(("download_audio", video_id))
         self._maybe_fail(video_id)
         kind = self.audio.get(video_id)
@@ -358,4 +419,7 @@ class FakeClient:
         t = np.arange(n) / self.sample_rate
         freq = 220.0 + (sum(map(ord, video_id)) % 12) * 40.0
         wave = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-        sf.write(str(part_path), wave, self.sample_rate, format="WAV", subtype="PCM_16")
+        if audio_format == "mp3":
+            sf.write(str(part_path), wave, self.sample_rate, format="MP3")
+        else:
+            sf.write(str(part_path), wave, self.sample_rate, format="WAV", subtype="PCM_16")
