@@ -369,3 +369,107 @@ def test_genius_errors_map_to_http_statuses():
     err = net_clients._genius_error(AssertionError("Unexpected response status code: 401. Expected 200"))
     assert err.status == 401 and not err.retryable
     assert net_clients._genius_error(ValueError("odd")).status is None
+
+
+# ------------------------------------------------------------------ LyricFind pages and the authors' mp3 cut
+def test_fake_client_lyricfind_pages_and_mp3_segments(tmp_path):
+    client = FakeClient(pages={"a-b": "<html>page</html>"}, audio={"aaaaaaaaaaa": "ok"},
+                        errors={"lyricfind|a-b": [429]}, sample_rate=8000)
+    with pytest.raises(NetError) as limited:
+        client.lyricfind_page("a-b")
+    assert limited.value.status == 429 and limited.value.retryable
+    assert client.lyricfind_page("a-b") == "<html>page</html>"
+    assert client.lyricfind_page("x-y") is None                       # no page: a 404
+    client.download_audio("aaaaaaaaaaa", 30.0, 41.0, tmp_path / "a.part", audio_format="mp3")
+    info = sf.info(str(tmp_path / "a.part"))
+    assert info.format == "MP3" and info.frames / info.samplerate == pytest.approx(11.0, abs=0.05)
+    with pytest.raises(ValueError, match="audio_format"):
+        client.download_audio("aaaaaaaaaaa", 0.0, 1.0, tmp_path / "b.part", audio_format="flac")
+
+
+@contextlib.contextmanager
+def _local_lyricfind(monkeypatch, statuses: dict[str, int]):
+    """A stand-in for lyrics.lyricfind.com on 127.0.0.1: ``statuses`` {path: HTTP status}; 200 pages
+    echo their path. Yields the list of paths it received."""
+    received: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            received.append(self.path)
+            status = statuses.get(self.path, 404)
+            body = f"<html>{self.path}</html>".encode()
+            self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "7")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setattr(net_clients, "LYRICFIND_URL", f"http://127.0.0.1:{server.server_address[1]}/lyrics/")
+    try:
+        yield received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_web_client_lyricfind_statuses(monkeypatch):
+    pytest.importorskip("requests")
+    statuses = {"/lyrics/a-b": 200, "/lyrics/a-limited": 429, "/lyrics/a-down": 503, "/lyrics/a-gone": 410}
+    with _local_lyricfind(monkeypatch, statuses) as received:
+        client = net_clients.WebClient(timeout=5)
+        assert client.lyricfind_page("a-b") == "<html>/lyrics/a-b</html>"
+        assert client.lyricfind_page("a-missing") is None
+        with pytest.raises(NetError) as limited:
+            client.lyricfind_page("a-limited")
+        assert limited.value.status == 429 and limited.value.retryable and limited.value.retry_after == 7
+        with pytest.raises(NetError) as down:
+            client.lyricfind_page("a-down")
+        assert down.value.status == 503 and down.value.retryable
+        with pytest.raises(NetError) as gone:
+            client.lyricfind_page("a-gone")
+        assert gone.value.status == 410 and not gone.value.retryable
+        client.lyricfind_page("ac/dc-t.n.t.?")
+    assert received[-1] == "/lyrics/ac%2Fdc-t.n.t.%3F"                # one page name, percent-encoded
+
+
+def test_web_client_mp3_commands_are_the_authors(monkeypatch, tmp_path):
+    commands = []
+
+    def fake_run(cmd, **kwargs):
+        commands.append(cmd)
+        if "-x" in cmd:                                             # yt-dlp: the full audio
+            out = cmd[cmd.index("-o") + 1].replace("%(ext)s", "mp3")
+            open(out, "wb").close()
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    import subprocess
+
+    monkeypatch.setattr(net_clients.subprocess, "run", fake_run)
+    monkeypatch.setattr(net_clients.shutil, "which", lambda name: f"/usr/bin/{name}")
+    net_clients.WebClient().download_audio("aaaaaaaaaaa", 30.0, 41.0, tmp_path / "s.mp3.part", audio_format="mp3")
+    ytdlp, cut = commands
+    assert ytdlp[ytdlp.index("-x"):ytdlp.index("-x") + 5] == ["-x", "--audio-format", "mp3", "--audio-quality", "0"]
+    i = cut.index("-ss")
+    assert cut[i:i + 6] == ["-ss", "30", "-to", "41", "-acodec", "copy"] and cut[-1] == str(tmp_path / "s.mp3.part")
+
+
+def test_skip_details_are_kept_as_the_records_result(tmp_path):
+    def step(item_id, item):
+        raise Skip("LyricFind no page, Genius no result", details={"outcomes": {"lyricfind": "no page"}})
+
+    progress = ProgressLog(tmp_path / "p.jsonl")
+    assert run_resumable([("a", None)], step, progress, show_progress=False)["skipped"] == 1
+    again = ProgressLog(tmp_path / "p.jsonl")
+    assert again.result("a") == {"outcomes": {"lyricfind": "no page"}}
+    assert again.records["a"]["error"] == "LyricFind no page, Genius no result"
