@@ -461,7 +461,8 @@ def test_fetch_lyrics_lyricfind_first_then_genius(tmp_path):
     assert progress.records["s5"]["error"] == "LyricFind no page, Genius no result"
     table = lyrics.lyrics_outcome_counts(progress, songs["id"])
     assert table.loc["lyricfind"].to_dict()["no page"] == 2 and table.loc["lyricfind", "failed"] == 1
-    assert table.loc["source"].to_dict()["lyricfind"] == 1 and table.loc["source", "genius"] == 3
+    assert table.loc["lyricfind", "ok"] == 1 and table.loc["genius", "ok"] == 3
+    assert table.loc["lyricfind", "page without lyrics"] == 1 and table.loc["genius", "no result"] == 1
 
 
 def test_fetch_lyrics_failures_are_counted_and_retried(tmp_path):

@@ -15,8 +15,8 @@ modules behind it, one job each:
   (``utils/resources/audioset_authors.json``), their lyrics, the pipeline with its downloads;
 * ``net`` / ``net_clients`` -- retries, rate limits, resumable progress, checked downloads /
   the network clients (real and fake);
-* ``fixtures`` / ``fixtures_published`` -- small inputs in the real formats, for tests, CI and the
-  notebooks' fixture mode;
+* ``fixtures`` / ``fixtures_audioset`` / ``fixtures_published`` -- small inputs in the real formats,
+  for tests, CI and the notebooks' fixture mode;
 * ``features`` -- audio loading and batched AST input features;
 * ``text`` -- lyrics tokenisation (corpus-trained tokenizer, the authors' preprocessing and token file,
   token cache);

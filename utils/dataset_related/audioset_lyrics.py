@@ -1,9 +1,12 @@
-"""From a YouTube video to English lyrics: titles, artist / song, Genius, language.
+"""From a YouTube video to English lyrics: titles, artist / song, LyricFind and Genius, language.
 
 :func:`fetch_titles` asks YouTube for the segments' video titles; :func:`split_artist_song`
-reads ``artist - song`` out of a cleaned title; :func:`fetch_lyrics` asks Genius, checks the
-match (:func:`same_song`), cleans the page (:func:`clean_genius_lyrics`) and keeps English
-lyrics (:func:`english_probability`, langdetect). Network calls go through a client
+reads ``artist - song`` out of a title with our cleaning (the authors' is
+:func:`utils.dataset_related.audioset_authors.split_artist_song_authors`); :func:`fetch_lyrics`
+asks LyricFind then Genius with the authors' rules (default), or Genius only with ours (checks the
+match with :func:`same_song`, cleans the page with :func:`clean_genius_lyrics`), and keeps English
+lyrics (:func:`english_probability`, langdetect); :func:`lyrics_outcome_counts` counts what each
+source answered. Network calls go through a client
 (:mod:`utils.dataset_related.net_clients`), rate limited and retried, with progress files
 (:class:`utils.dataset_related.net.ProgressLog`) so a re-run skips finished items.
 """
@@ -315,23 +318,20 @@ def _from_genius(client: Client, policy: RetryPolicy, artist: str, song: str,
 
 
 def lyrics_outcome_counts(progress: ProgressLog, ids: Iterable[str]) -> pd.DataFrame:
-    """How many of ``ids`` each lyrics source answered with each outcome (rows ``lyricfind``,
-    ``genius``; columns the outcomes), plus the ``source`` that gave the kept lyrics. Read from
-    the records of :func:`fetch_lyrics` (``method="authors"``); a failed item counts its
-    outcomes from the error text. Items not yet asked for are left out."""
-    table: dict[str, dict[str, int]] = {"lyricfind": {}, "genius": {}, "source": {}}
+    """How many of ``ids`` each lyrics source answered with each outcome: rows ``lyricfind``,
+    ``genius``; columns the outcomes (``ok`` = the source gave the kept, English lyrics). Read
+    from the records of :func:`fetch_lyrics` (``method="authors"``); a failed item's outcomes are
+    read from its error text. Items not yet asked for are left out."""
+    table: dict[str, dict[str, int]] = {"lyricfind": {}, "genius": {}}
     pattern = re.compile(r"LyricFind (?P<lyricfind>[a-zA-Z ]+?), Genius (?P<genius>[a-zA-Z ]+?)(?::|$)")
     for item_id in ids:
         rec = progress.records.get(str(item_id))
         if rec is None:
             continue
-        result = rec.get("result") or {}
-        outcomes = dict(result.get("outcomes") or {})
+        outcomes = dict((rec.get("result") or {}).get("outcomes") or {})
         if rec["status"] == "failed":
             match = pattern.search(rec.get("error") or "")
             outcomes = match.groupdict() if match else {}
         for source, outcome in outcomes.items():
             table[source][outcome] = table[source].get(outcome, 0) + 1
-        if rec["status"] == "ok":
-            table["source"][result.get("source", "?")] = table["source"].get(result.get("source", "?"), 0) + 1
     return pd.DataFrame(table).T.fillna(0).astype(int)
