@@ -37,7 +37,8 @@ import pandas as pd
 from utils.config import AUDIOSET_GENRES, Profile
 from utils.dataset_related.audioset_authors import (read_label_indices, select_segments_authors,
                                                     split_artist_song_authors, write_class_lists)
-from utils.dataset_related.audioset_lyrics import (fetch_lyrics, fetch_titles, lyrics_outcome_counts, normalize_name,
+from utils.dataset_related.audioset_lyrics import (LYRICS_METHODS, fetch_lyrics, fetch_titles, lyrics_outcome_counts,
+                                                   normalize_name,
                                                    split_artist_song)
 from utils.dataset_related.audioset_selection import TARGET_CLASSES, load_ontology, read_segments, select_segments
 from utils.dataset_related.corpus import (DEFAULT_FRACTIONS, BuildReport, FilterCounts, as_profile, finish_corpus,
@@ -179,7 +180,7 @@ def build_audioset(segment_csvs: str | Path | Iterable[str | Path], labels_path:
         langdetect English probability threshold and tries (paper: 0.42, 5).
     """
     for name, value, allowed in (("selection", selection, SELECTIONS), ("titles", titles, TITLE_METHODS),
-                                 ("lyrics", lyrics, TITLE_METHODS), ("audio", audio, AUDIO_METHODS)):
+                                 ("lyrics", lyrics, LYRICS_METHODS), ("audio", audio, AUDIO_METHODS)):
         if value not in allowed:
             raise ValueError(f"build_audioset: {name} must be one of {allowed}, got {value!r}")
     prof = as_profile(profile)

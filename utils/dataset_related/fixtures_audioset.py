@@ -106,8 +106,8 @@ def write_audioset_fixture(directory: str | Path, seed: int = 0) -> Path:
     :class:`utils.dataset_related.net_clients.FakeClient`, and ``expected.json`` (what each
     segment should become).
 
-    Also ``class_labels_indices.csv`` (``index,mid,display_name``: the fixture ontology's labels
-    but "Music genre", which is no AudioSet label, plus :data:`_AUDIOSET_EXTRA_LABELS`), for the
+    Also ``class_labels_indices.csv`` (``index,mid,display_name``: the fixture ontology's nodes
+    that are AudioSet labels, plus :data:`_AUDIOSET_EXTRA_LABELS`), for the
     authors' substring selection, and one LyricFind page per segment whose title is clean.
 
     Defects on purpose: malformed rows, a segment repeated across the CSVs, a second
@@ -160,7 +160,8 @@ def write_audioset_fixture(directory: str | Path, seed: int = 0) -> Path:
 
 def _write_label_indices(path: Path) -> None:
     """``class_labels_indices.csv`` in AudioSet's format (``index,mid,"display_name"``)."""
-    labels = [(i, n) for i, n, _ in _AUDIOSET_ONTOLOGY if n != "Music genre"] + list(_AUDIOSET_EXTRA_LABELS)
+    not_labels = ("Music genre", "Grime music", "Trap music", "Dub")    # ontology nodes, not among the 527 labels
+    labels = [(i, n) for i, n, _ in _AUDIOSET_ONTOLOGY if n not in not_labels] + list(_AUDIOSET_EXTRA_LABELS)
     rows = ["index,mid,display_name"] + [f'{k},{mid},"{name}"' for k, (mid, name) in enumerate(labels)]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
