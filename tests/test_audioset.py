@@ -437,7 +437,7 @@ def _lyrics_client(**errors):
 
     english = "I walk alone down this empty road tonight\nyou said that you would never leave me"
     return FakeClient(
-        pages={"a-one": page(english), "a-two": "<html>no script</html>", "a-three": page(english)},
+        pages={"a-one": page(english), "a-two": page(""), "a-three": page(english), "a-five": "<html>blocked</html>"},
         songs={f"a|{s}": {"artist": "A", "title": s.title(), "lyrics": f"{s} Lyrics\n[Verse]\n{english}\n3Embed"}
                for s in ("two", "three", "four")},
         errors={k.replace("_", "|"): v for k, v in errors.items()})
@@ -452,17 +452,29 @@ def test_fetch_lyrics_lyricfind_first_then_genius(tmp_path):
     client = _lyrics_client(**{"lyricfind_a-one": [429], "lyricfind_a-three": [503] * 4})
     progress = ProgressLog(tmp_path / "lyrics.jsonl")
     counts = lyrics.fetch_lyrics(songs, client, progress, _policy(), show_progress=False)
-    assert counts == {"done_before": 0, "ok": 4, "skipped": 1, "failed": 0}
+    assert counts == {"done_before": 0, "ok": 4, "skipped": 0, "failed": 1}
     source = {i: progress.result(i)["source"] for i in ("s1", "s2", "s3", "s4")}
     assert source == {"s1": "lyricfind", "s2": "genius", "s3": "genius", "s4": "genius"}
     assert progress.result("s2")["outcomes"] == {"lyricfind": "page without lyrics", "genius": "ok"}
     assert progress.result("s3")["outcomes"] == {"lyricfind": "failed", "genius": "ok"}
     assert progress.result("s2")["lyrics"].startswith("I walk alone") and "Embed" not in progress.result("s2")["lyrics"]
-    assert progress.records["s5"]["error"] == "LyricFind no page, Genius no result"
+    # a page without the JSON at all (blocked?) and no Genius hit: failed, asked again next run
+    assert progress.records["s5"]["error"].startswith("NetError: LyricFind failed, Genius no result: ")
     table = lyrics.lyrics_outcome_counts(progress, songs["id"])
-    assert table.loc["lyricfind"].to_dict()["no page"] == 2 and table.loc["lyricfind", "failed"] == 1
+    assert table.loc["lyricfind"].to_dict()["no page"] == 1 and table.loc["lyricfind", "failed"] == 2
     assert table.loc["lyricfind", "ok"] == 1 and table.loc["genius", "ok"] == 3
     assert table.loc["lyricfind", "page without lyrics"] == 1 and table.loc["genius", "no result"] == 1
+
+
+def test_fetch_lyrics_nothing_found_is_skipped(tmp_path):
+    pytest.importorskip("langdetect")
+    import pandas as pd
+
+    progress = ProgressLog(tmp_path / "lyrics.jsonl")
+    songs = pd.DataFrame({"id": ["s6"], "artist": "a", "song": ["six"]})
+    assert lyrics.fetch_lyrics(songs, _lyrics_client(), progress, _policy(), show_progress=False)["skipped"] == 1
+    assert progress.records["s6"]["error"] == "LyricFind no page, Genius no result"
+    assert progress.result("s6") == {"outcomes": {"lyricfind": "no page", "genius": "no result"}}
 
 
 def test_fetch_lyrics_failures_are_counted_and_retried(tmp_path):

@@ -232,7 +232,8 @@ def fetch_lyrics(songs: pd.DataFrame, client: Client, progress: ProgressLog,
     ``no result``, ``another song``, ``empty after cleaning``, ``not English``, ``failed``). A song
     neither source gives is ``skipped`` (error ``"LyricFind <outcome>, Genius <outcome>"``, the
     outcomes as result) -- unless a source failed (rate limit or server error after the retries,
-    a Genius page without text): then it is ``failed``, and a re-run asks again.
+    a Genius page without text, a LyricFind page without its JSON): then it is ``failed``, and a
+    re-run asks again.
 
     ``method="ours"``: Genius only, :func:`same_song`, :func:`clean_genius_lyrics`; result
     ``{"lyrics", "source": "genius", "genius_artist", "genius_title", "english_probability"}``.
@@ -297,10 +298,15 @@ def fetch_lyrics(songs: pd.DataFrame, client: Client, progress: ProgressLog,
 
 def _from_lyricfind(client: Client, policy: RetryPolicy, artist: str, song: str,
                     limiter: RateLimiter | None) -> tuple[str | None, str]:
-    """``(lyrics or None, outcome)`` from the LyricFind page of (artist, song)."""
-    page = policy.call(client.lyricfind_page, lyricfind_slug(artist, song), limiter=limiter)
+    """``(lyrics or None, outcome)`` from the LyricFind page of (artist, song). A page with no
+    ``__NEXT_DATA__`` script at all (a block or challenge page, or a changed site) raises a
+    non-retryable :class:`NetError`: the song is asked again on the next run."""
+    slug = lyricfind_slug(artist, song)
+    page = policy.call(client.lyricfind_page, slug, limiter=limiter)
     if page is None:
         return None, "no page"
+    if "__NEXT_DATA__" not in page:
+        raise NetError(f"LyricFind page {slug!r} has no __NEXT_DATA__ script (blocked, or the site changed)")
     text = parse_lyricfind_page(page)
     return (None, "page without lyrics") if text is None else (text, "ok")
 
