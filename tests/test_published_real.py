@@ -23,10 +23,10 @@ from test_published import _file_names, _globals_in, _opcodes  # noqa: E402
 from utils.results import published  # noqa: E402
 from utils.config import STEMS  # noqa: E402
 from utils.results.figures import (PAPER_HEATMAP_STEMS, heatmap_matrix, plot_audio_heatmap,  # noqa: E402
-                           plot_heatmap_and_word_bars, plot_top_features, regenerate_paper_figures,
-                           top_features)
+                           plot_heatmap_and_word_bars, plot_top_features, regenerate_paper_figures)
 from utils.main import main  # noqa: E402
-from utils.results.published import PUBLISHED_PAIRS, TASK_CLASSES, load_published, load_published_pair  # noqa: E402
+from utils.results.published import (PUBLISHED_PAIRS, TASK_CLASSES, load_published, load_published_pair,  # noqa: E402
+                                     load_published_table)
 
 if not os.environ.get(PUBLISHED_DIR_ENV, "").strip():
     pytest.skip(SKIP_REASON, allow_module_level=True)
@@ -99,7 +99,9 @@ def test_emotion_angry_heatmap_reproduces_published_values(real_published_dir):
 
 def test_multimodal_hip_hop_reproduces_published_figures(real_published_dir):
     table = _table(real_published_dir, "audioset_multimodal")
-    fig = plot_heatmap_and_word_bars(table, "hip hop", stems=PAPER_HEATMAP_STEMS, display_name="hip_hop")
+    fig = plot_heatmap_and_word_bars(table, "hip hop", stems=PAPER_HEATMAP_STEMS, display_name="hip_hop",
+                                     merge_words="none")
+    assert fig.axes[1].get_title() == "Top 20 Word Feature Weights for hip_hop"
     assert _texts(fig)[:10] == ["0.069", "0.064", "0.052", "0.034", "0.028", "0.024", "0.044", "0.039",
                                 "0.046", "0.045"]
     words = [t.get_text() for t in fig.axes[1].get_yticklabels()]
@@ -111,24 +113,50 @@ def test_multimodal_hip_hop_reproduces_published_figures(real_published_dir):
     matrix = heatmap_matrix(m4a, "hip hop", stems=PAPER_HEATMAP_STEMS)
     assert matrix[1, 2] == 0.0 and matrix[1, 8] == 0.0                  # never kept -> 0, as published
     assert round(matrix[0, 9], 2) == 0.1 and round(matrix[2, 9], 3) == 0.074
-    # the authors merged word variants before the M4A bars: nigga + niggas, fucking + Fuck + fuck
-    variants = {"niggas": "nigga", "fucking": "fuck"}
-    merged = _table(real_published_dir, "genre_multimodal", merge=lambda w: variants.get(w.lower(), w.lower()))
-    top = top_features(merged, "hip hop", 20, modality="lyrics")
-    values = dict(zip(top["feature"], top["I_AVG"]))
-    assert top["feature"].tolist()[:5] == ["jigga", "hood", "nigga", "homie", "shit"]
-    assert round(values["nigga"], 3) == 0.150 and round(values["fuck"], 3) == 0.090
+    # the authors merged lower-case + lemma before the M4A bars (the default merge_words="lemma")
+    fig = plot_heatmap_and_word_bars(m4a, "hip hop", stems=PAPER_HEATMAP_STEMS)
+    words = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert words == PUBLISHED_HIP_HOP_WORDS                              # the published M4A bars
+    values = dict(zip(words, [p.get_width() for p in fig.axes[1].patches]))
+    assert f"{values['nigga']:.3f}" == "0.150" and f"{values['fuck']:.3f}" == "0.090"
+
+
+PUBLISHED_HIP_HOP_WORDS = ["jigga", "hood", "nigga", "homie", "shit", "bitch", "fuck", "suicide", "rapper", "mic",
+                           "drug", "kennedy", "crack", "veteran", "dead", "black", "ain", "tryna", "tellin", "fan"]
+"""genre__multimodal__heatmapandbarplot_hip_hop_AVG.png, top to bottom."""
+
+PUBLISHED_POP_LABELS = ["bleed", "vocals7", "breath", "vocals9", "petrify", "comfort", "freak", "fuck", "vocals5",
+                        "vocals0", "kid", "wrist", "vocals3", "trippin", "vocals6", "something", "pain", "dancin",
+                        "other1", "cold", "glass", "vocals1", "kiss", "girl", "city", "vocals4", "oldest",
+                        "vocals8", "scar", "into"]
+"""genre__multimodal__barplot_pop_AVG.png, top to bottom."""
+
+
+def test_four_published_word_bar_values(real_published_dir):
+    """Issue 14: the M4A word bars merge lower-case + lemma, summing W and C over the forms."""
+    merged = load_published_table("genre_multimodal", real_published_dir, merge_words="lemma")
+    value = {(c, f): v for c, f, v in zip(merged["class"], merged["feature"], merged["I_AVG"])}
+    printed = {key: f"{value[key]:.3f}" for key in [("hip hop", "nigga"), ("hip hop", "fuck"),
+                                                    ("punk", "drink"), ("punk", "scar")]}
+    assert printed == {("hip hop", "nigga"): "0.150", ("hip hop", "fuck"): "0.090",
+                       ("punk", "drink"): "0.035", ("punk", "scar"): "0.034"}
+    # case-only merging gives other values / labels: nigga 0.191, fuck 0.060, 'drinking', 'scars'
+    case = load_published_table("genre_multimodal", real_published_dir, merge_words="case")
+    case_value = {(c, f): v for c, f, v in zip(case["class"], case["feature"], case["I_AVG"])}
+    assert f"{case_value[('hip hop', 'nigga')]:.3f}" == "0.191"
+    assert f"{case_value[('hip hop', 'fuck')]:.3f}" == "0.060"
+    assert ("punk", "drink") not in case_value and ("punk", "scars") in case_value
 
 
 def test_top_mixed_features_pop_reproduces_published_bars(real_published_dir):
     table = _table(real_published_dir, "genre_multimodal")
     fig = plot_top_features(table, "pop", top_k=30)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-    # the published bars show lemmatised labels (bleed, petrify, fuck, kid) with these values
-    assert labels[:10] == ["bleeding", "vocals7", "breath", "vocals9", "petrified", "comfort", "freak",
-                           "fucking", "vocals5", "vocals0"]
-    widths = [p.get_width() for p in fig.axes[0].patches][:4]
-    assert np.round(widths, 3).tolist() == [0.049, 0.042, 0.036, 0.035]
+    # the published labels, lemmatised; simplemma also lemmatises the adjective 'oldest' (same value)
+    assert labels == [("old" if w == "oldest" else w) for w in PUBLISHED_POP_LABELS]
+    widths = [p.get_width() for p in fig.axes[0].patches]
+    assert np.round(widths[:4], 3).tolist() == [0.049, 0.042, 0.036, 0.035]
+    assert f"{widths[labels.index('girl')]:.4f}" == "0.0225"             # girl + Girl merged, as published
 
 
 def test_regenerate_paper_figures_on_published(real_published_dir, tmp_path):

@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 
 from utils.config import STEMS
 from utils.musiclime.aggregate import AUDIO_FEATURE, modality_shares, stem_shares
+from utils.musiclime.word_forms import merge_table_words
 from utils.plotting import MODALITY_COLOURS, magnitude_cmap, save_figure, text_colour
 
 PAPER_HEATMAP_STEMS: tuple[str, ...] = ("vocals", "bass", "drums", "other")
@@ -204,14 +205,18 @@ def plot_audio_heatmap(table: pd.DataFrame, cls: str | int, value: str = "I_AVG"
 
 def plot_heatmap_and_word_bars(table: pd.DataFrame, cls: str | int, top_k: int = 20, value: str = "I_AVG",
                                num_segments: int = 10, stems: Sequence[str] = STEMS, fmt: str = ".2g",
-                               display_name: str | None = None,
+                               display_name: str | None = None, merge_words: str | None = "lemma",
                                save_path: str | os.PathLike | None = None) -> Figure:
     """Multimodal figure: audio heatmap (left) beside the top-``top_k`` lyric words (right).
 
     Like the authors' ``multimodal_heatmap&barplot_<class>_AVG.png``. ``display_name`` replaces
-    the class name in the titles (the AudioSet figure says ``'hip_hop'``).
+    the class name in the titles (the AudioSet figure says ``'hip_hop'``). ``merge_words``: how
+    word forms are merged before the bars (:func:`utils.musiclime.word_forms.merge_table_words`):
+    ``'lemma'`` (default; the authors' M4A bars), ``'case'``, or ``'none'`` (their AudioSet bars).
+    The heatmap (``I_AVG`` of audio components) is the same under every merge.
     """
     name = resolve_class(table, cls)
+    table = merge_table_words(table, merge_words)
     matrix = heatmap_matrix(table, name, value, num_segments, stems)
     words = top_features(table, name, top_k, value, modality="lyrics")
     shown = display_name or name
@@ -227,10 +232,13 @@ def plot_heatmap_and_word_bars(table: pd.DataFrame, cls: str | int, top_k: int =
 
 
 def plot_top_features(table: pd.DataFrame, cls: str | int, top_k: int = 30, value: str = "I_AVG",
-                      modality: str | None = None, save_path: str | os.PathLike | None = None) -> Figure:
+                      modality: str | None = None, merge_words: str | None = "lemma",
+                      save_path: str | os.PathLike | None = None) -> Figure:
     """Bar chart of one class's top features of any modality (words and audio components mixed),
-    like the authors' ``barplot_<class>_AVG.png``."""
+    like the authors' ``barplot_<class>_AVG.png``; words merged by ``merge_words`` first (see
+    :func:`plot_heatmap_and_word_bars`)."""
     name = resolve_class(table, cls)
+    table = merge_table_words(table, merge_words)
     rows = top_features(table, name, top_k, value, modality)
     fig, ax = plt.subplots(figsize=(12, 10))
     _draw_bars(ax, rows["feature"].tolist(), rows[value].to_numpy(), f"Feature Weights for {name}")
@@ -276,12 +284,16 @@ def _audio_heatmaps(tables: Mapping[str, pd.DataFrame], task: str, classes: Sequ
 
 
 def _multimodal_figures(tables: Mapping[str, pd.DataFrame]) -> Drawn:
+    # the M4A bars merge lower-case + lemma (as published); the published AudioSet bars are unmerged
+    # ('Bitch', 'Nigga', 'nigga', 'niggas' are separate bars there)
     yield ("genre__multimodal__heatmapandbarplot_hip_hop_AVG.png",
-           plot_heatmap_and_word_bars(tables["genre_multimodal_merged"], "hip hop", stems=PAPER_HEATMAP_STEMS))
-    yield "genre__multimodal__barplot_pop_AVG.png", plot_top_features(tables["genre_multimodal"], "pop", top_k=30)
+           plot_heatmap_and_word_bars(tables["genre_multimodal"], "hip hop", stems=PAPER_HEATMAP_STEMS,
+                                      merge_words="lemma"))
+    yield ("genre__multimodal__barplot_pop_AVG.png",
+           plot_top_features(tables["genre_multimodal"], "pop", top_k=30, merge_words="lemma"))
     yield ("audioset__multimodal_heatmapandbarplot_hip_hop_AVG.png",
            plot_heatmap_and_word_bars(tables["audioset_multimodal"], "hip hop", stems=PAPER_HEATMAP_STEMS,
-                                      display_name="hip_hop"))
+                                      display_name="hip_hop", merge_words="none"))
 
 
 def _share_figures(tables: Mapping[str, pd.DataFrame]) -> Drawn:
@@ -345,8 +357,6 @@ def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os
 
     out_dir = Path(out_dir)
     tables = {key: load_published_table(key, source, cache_dir) for key in PAPER_TABLES}
-    tables["genre_multimodal_merged"] = load_published_table("genre_multimodal", source, cache_dir,
-                                                             merge_words=str.lower)
     genre_classes = _class_names(tables["genre_audio"]) if genre_classes is None else list(genre_classes)
     emotion_classes = _class_names(tables["emotion_audio"]) if emotion_classes is None else list(emotion_classes)
     drawn = [_audio_heatmaps(tables, "genre", genre_classes), _audio_heatmaps(tables, "emotion", emotion_classes),
