@@ -200,7 +200,7 @@ def test_word_maps(tmp_path):
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["fire", "love", "night"]
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["calm", "loud"]
     assert (tmp_path / "map.png").stat().st_size > 0
-    with pytest.raises(ValueError, match="no embedding for words \\['night'\\]"):
+    with pytest.raises(ValueError, match="no embedding for lemmas \\['night'\\]"):
         plot_word_map(table, {"love": [1, 0], "fire": [0, 1]}, top_k=2, value="I_AVG")
     first = hashing_embeddings(["love", "lover", "fire"])
     again = hashing_embeddings(["fire", "love", "lover"])

@@ -307,16 +307,19 @@ def _share_figures(tables: Mapping[str, pd.DataFrame]) -> Drawn:
 
 def _word_maps(tables: Mapping[str, pd.DataFrame], embeddings: Mapping[str, np.ndarray] | None,
                seed: int) -> Drawn:
-    from utils.results.word_maps import hashing_embeddings, plot_word_map, select_class_words
+    from utils.results.word_maps import plot_word_map, select_class_words
+    from utils.results.word_vectors import published_word_vectors
 
     maps = [("genre_lyrics", ["hip hop", "heavy music"], 40, "genre__hiphop_vs_heavy.png"),
             ("genre_lyrics", None, 5, "genre__global_class_importance.png"),
             ("emotion_lyrics", None, 5, "emotion__lyrics__global.png")]
     for key, classes, top_k, file_name in maps:
-        vectors = embeddings
-        if vectors is None:
-            vectors = hashing_embeddings(select_class_words(tables[key], classes, top_k)["word"].tolist())
-        yield file_name, plot_word_map(tables[key], vectors, classes, top_k=top_k, seed=seed)
+        vectors, label = embeddings, None
+        if vectors is None:      # roberta-large's input embeddings when local, else the labelled fallback
+            words = select_class_words(merge_table_words(tables[key], "case"), classes, top_k)["word"]
+            found = published_word_vectors(words)
+            vectors, label = found.vectors, found.label
+        yield file_name, plot_word_map(tables[key], vectors, classes, top_k=top_k, seed=seed, vectors_label=label)
 
 
 def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os.PathLike,
@@ -337,12 +340,14 @@ def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os
     genre_classes, emotion_classes : sequence of str, optional
         Classes to draw the per-class audio heatmaps for (default: all nine of each task).
     embeddings : dict, optional
-        word -> vector for the word maps; default :func:`utils.results.word_maps.hashing_embeddings`
-        of the words drawn (the published pickles carry no embeddings).
+        lemma -> vector for the word maps; default
+        :func:`utils.results.word_vectors.published_word_vectors` (``roberta-large``'s input
+        embeddings when its weights are on this machine, else hashed character n-grams, and the
+        map's title says which).
     cache_dir : path, optional
         Download cache when ``source`` is a URL.
     seed : int
-        Seed of the word-map projection.
+        Seed of the word-map projection (t-SNE).
     progress : bool
         Show a tqdm bar over the figures.
 
