@@ -17,6 +17,8 @@ from utils.musiclime.aggregate import modality_shares, stem_shares  # the number
 from utils.results.figures import (PAPER_HEATMAP_STEMS, audio_matrix, heatmap_matrix, plot_audio_heatmap,
                                    plot_heatmap_and_word_bars, plot_modality_shares, plot_stem_shares,
                                    plot_top_features, regenerate_paper_figures, resolve_class, top_features)
+from utils.results.paper_figures import (APPROXIMATE, EXACT, FIGURES_URL_PATTERN, PaperFigure, figure_table,
+                                         flat_name, paper_figures, plot_side_by_side, resolve_published_figure)
 from utils.results.published import (PUBLISHED_PAIRS, SOURCE_URL_PATTERN, TASK_CLASSES, PublishedPair,
                                      UnsafePickleError, fetch_published, load_published, load_published_pair,
                                      load_published_table, resolve_published_file)
@@ -38,6 +40,9 @@ __all__ = [
     "PUBLISHED_PAIRS", "SOURCE_URL_PATTERN", "TASK_CLASSES", "PublishedPair", "UnsafePickleError",
     "fetch_published", "load_published", "load_published_pair", "load_published_table",
     "resolve_published_file",
+    # paper_figures
+    "APPROXIMATE", "EXACT", "FIGURES_URL_PATTERN", "PaperFigure", "figure_table", "flat_name", "paper_figures",
+    "plot_side_by_side", "resolve_published_figure",
     # run_figures
     "pick_class", "pick_classes", "present_classes", "word_embeddings",
 ]

@@ -1,0 +1,67 @@
+"""Which regenerated figure answers which published one (utils.results.paper_figures); reading the
+published PNGs from a clone, a flat folder or a URL (file:// here: no network in tests)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from utils.results import (APPROXIMATE, EXACT, figure_table, flat_name, paper_figures,  # noqa: E402
+                           plot_side_by_side, regenerate_paper_figures, resolve_published_figure)
+
+
+def _png(path, value: float, shape=(20, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(path, np.full(shape, value), cmap="gray", vmin=0, vmax=1)
+    return path
+
+
+def test_every_listed_figure_is_regenerated(published_fixture, tmp_path):
+    written = regenerate_paper_figures(published_fixture.directory, tmp_path, genre_classes=["pop", "hip hop"],
+                                       emotion_classes=["Angry"], progress=False)
+    listed = paper_figures(["pop", "hip hop"], ["Angry"])
+    assert {f.ours for f in listed} <= {p.name for p in written}
+    table = figure_table(listed)
+    assert list(table.columns) == ["ours", "published", "match", "reason"]
+    matches = dict(zip(table["ours"], table["match"]))
+    assert matches["genre__audio__global_heatmap_hip_hop_AVG.png"] == EXACT
+    assert matches["genre__multimodal__heatmapandbarplot_hip_hop_AVG.png"] == EXACT
+    assert {m for o, m in matches.items() if "heatmap" not in o and "barplot" not in o} == {APPROXIMATE}
+    published = dict(zip(table["ours"], table["published"]))
+    assert published["genre__audio__global_heatmap_hip_hop_AVG.png"] == \
+        "Results/plots/genre/audio/global_heatmap_hip hop_AVG.png"
+    assert len(paper_figures()) == 9 + 9 + 6
+    plt.close("all")
+
+
+def test_flat_names():
+    assert flat_name("Results/plots/genre/audio/global_heatmap_hip hop_AVG.png") == \
+        "genre__audio__global_heatmap_hip_hop_AVG.png"
+    assert flat_name("Results/plots/audioset/multimodal_heatmap&barplot_hip_hop_AVG.png") == \
+        "audioset__multimodal_heatmapandbarplot_hip_hop_AVG.png"
+    assert flat_name("Results/plots/genre/global_calss_importance.png") == "genre__global_calss_importance.png"
+
+
+def test_published_figures_from_a_clone_a_flat_folder_or_a_url(tmp_path):
+    path = "Results/plots/genre/multimodal/heatmap&barplot_hip hop_AVG.png"
+    clone = _png(tmp_path / "clone" / path, 0.2)
+    assert resolve_published_figure(path, tmp_path / "clone") == clone
+    flat = _png(tmp_path / "flat" / flat_name(path), 0.4)
+    assert resolve_published_figure(path, str(tmp_path / "flat")) == flat
+    with pytest.raises(FileNotFoundError, match="heatmapandbarplot_hip_hop_AVG.png"):
+        resolve_published_figure(path, tmp_path)
+    url = (tmp_path / "clone").as_uri() + "/{file}"
+    cached = resolve_published_figure(path, url, cache_dir=tmp_path / "cache")
+    assert cached.read_bytes() == clone.read_bytes() and tmp_path / "cache" in cached.parents
+    with pytest.raises(OSError, match="could not download"):
+        resolve_published_figure("Results/plots/missing.png", url, cache_dir=tmp_path / "cache")
+
+    fig = plot_side_by_side(clone, flat, title="hip hop", save_path=tmp_path / "side.png")
+    assert [ax.get_title() for ax in fig.axes] == ["regenerated (ours)", "published (the authors')"]
+    assert fig.axes[1].images[0].get_array().shape[:2] == (20, 30)
+    assert (tmp_path / "side.png").stat().st_size > 0
+    plt.close("all")

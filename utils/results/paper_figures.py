@@ -1,0 +1,164 @@
+"""Which regenerated figure answers which published one, and how closely.
+
+:func:`regenerate_paper_figures` (:mod:`utils.results.figures`) redraws the paper's global
+figures from the authors' published W / C pickles. :func:`paper_figures` pairs each one we draw
+with the published PNG in the authors' repository (``Results/plots/...``) and says whether it
+matches to the printed digit (``'exact'``) or is an approximation, and why:
+
+* **exact** -- the audio heatmaps (``I_AVG = W / C`` of the matching pair, printed to two
+  significant digits), the multimodal word bars (M4A: after the lower-case + lemma merge of
+  :mod:`utils.musiclime.word_forms`; AudioSet: unmerged, as published);
+* **approximate** -- the word maps: the authors' notebook that drew them is not in their
+  repository, so the word vectors (ours: ``roberta-large``'s input embeddings, or the labelled
+  fallback), the word selection and the projection (t-SNE, its start and randomness) all differ.
+
+The published PNGs are read like the pickles (:func:`resolve_published_figure`): from the
+authors' repository URL (downloaded once into a cache), or from a local folder -- a clone of
+their repository, or a flat folder whose file names are :func:`flat_name` of the repository paths.
+:func:`plot_side_by_side` puts ours next to theirs.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from utils.config import EMOTIONS, GENRES
+
+FIGURES_URL_PATTERN = "https://raw.githubusercontent.com/IamTheo2000/MusicLIME/main/{file}"
+"""Where the authors keep their figures (``{file}`` = path in the repository, e.g.
+``Results/plots/genre/hiphop_vs_heavy.png``)."""
+
+EXACT = "exact"
+APPROXIMATE = "approximate"
+
+_HEATMAP = "W / C of the published pair, to the printed digit"
+_WORD_MAP = ("different word vectors (roberta-large input embeddings when local, else hashed character n-grams); "
+             "t-SNE start and randomness; the authors' notebook that drew the maps (word selection, vectors, "
+             "projection) is not in their repository")
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    """One regenerated figure and the published figure it redraws."""
+
+    ours: str        # file name written by regenerate_paper_figures
+    published: str   # path in the authors' repository
+    match: str       # EXACT | APPROXIMATE
+    reason: str      # what matches, or why it is only an approximation
+
+
+def _label(name: str) -> str:
+    return name.replace(" ", "_")
+
+
+def paper_figures(genre_classes: Sequence[str] = GENRES, emotion_classes: Sequence[str] = EMOTIONS,
+                  ) -> list[PaperFigure]:
+    """The published figures :func:`utils.results.figures.regenerate_paper_figures` redraws.
+
+    Parameters
+    ----------
+    genre_classes, emotion_classes : sequence of str
+        The classes whose audio heatmaps were drawn (the same arguments as for the regeneration).
+
+    Returns
+    -------
+    list of PaperFigure
+        In drawing order; figures of ours with no published counterpart (the share bars) are
+        not listed.
+    """
+    figures = [PaperFigure(f"genre__audio__global_heatmap_{_label(c)}_AVG.png",
+                           f"Results/plots/genre/audio/global_heatmap_{c}_AVG.png", EXACT, _HEATMAP)
+               for c in genre_classes]
+    figures += [PaperFigure(f"emotion__audio__global_heatmap_{_label(c)}_AVG.png",
+                            f"Results/plots/emotion/audio/global_heatmap_{c}_AVG.png", EXACT, _HEATMAP)
+                for c in emotion_classes]
+    figures += [
+        PaperFigure("genre__multimodal__heatmapandbarplot_hip_hop_AVG.png",
+                    "Results/plots/genre/multimodal/heatmap&barplot_hip hop_AVG.png", EXACT,
+                    "heatmap = W / C; top-20 words and values after the lower-case + lemma merge"),
+        PaperFigure("genre__multimodal__barplot_pop_AVG.png", "Results/plots/genre/multimodal/barplot_pop_AVG.png",
+                    EXACT, "top-30 features and values after the lower-case + lemma merge; one label differs: "
+                           "'old' (simplemma also lemmatises adjectives) where the authors show 'oldest'"),
+        PaperFigure("audioset__multimodal_heatmapandbarplot_hip_hop_AVG.png",
+                    "Results/plots/audioset/multimodal_heatmap&barplot_hip_hop_AVG.png", EXACT,
+                    "heatmap = W / C; top-20 words unmerged, as published"),
+        PaperFigure("genre__hiphop_vs_heavy.png", "Results/plots/genre/hiphop_vs_heavy.png", APPROXIMATE, _WORD_MAP),
+        PaperFigure("genre__global_class_importance.png", "Results/plots/genre/global_calss_importance.png",
+                    APPROXIMATE, _WORD_MAP),
+        PaperFigure("emotion__lyrics__global.png", "Results/plots/emotion/lyrics/global.png", APPROXIMATE,
+                    _WORD_MAP + "; the published emotion map shows the same words at the same points as the "
+                                "genre map (only the legend differs)"),
+    ]
+    return figures
+
+
+def figure_table(figures: Sequence[PaperFigure]) -> pd.DataFrame:
+    """The figures as a table: ``ours``, ``published``, ``match``, ``reason``."""
+    return pd.DataFrame([vars(f) for f in figures], columns=["ours", "published", "match", "reason"])
+
+
+def flat_name(path: str) -> str:
+    """File name of a repository figure in a flat folder: ``Results/plots/`` dropped, ``/`` -> ``__``,
+    ``&`` -> ``and``, spaces -> ``_`` (``genre/audio/global_heatmap_hip hop_AVG.png`` ->
+    ``genre__audio__global_heatmap_hip_hop_AVG.png``)."""
+    inner = path[len("Results/plots/"):] if path.startswith("Results/plots/") else path
+    return inner.replace("/", "__").replace("&", "and").replace(" ", "_")
+
+
+def resolve_published_figure(path: str, source: str | os.PathLike | None = None,
+                             cache_dir: str | os.PathLike | None = None, timeout: float = 30.0) -> Path:
+    """Local path of one published figure.
+
+    Parameters
+    ----------
+    path : str
+        Path in the authors' repository (:attr:`PaperFigure.published`).
+    source : str or path, optional
+        A URL containing ``{file}`` (default :data:`FIGURES_URL_PATTERN`; downloaded once into
+        ``cache_dir``), or a local folder: a clone of the authors' repository (``<folder>/<path>``)
+        or a flat folder (``<folder>/<flat_name(path)>``).
+    cache_dir, timeout
+        See :func:`utils.results.published.resolve_published_file`.
+
+    Raises
+    ------
+    FileNotFoundError
+        A local folder without the figure (naming both places looked at).
+    OSError
+        The download failed (offline, unreachable), naming the URL.
+    """
+    from utils.results.published import resolve_published_file
+
+    source = FIGURES_URL_PATTERN if source is None else source
+    if isinstance(source, str) and "://" in source:
+        return resolve_published_file(path, source, cache_dir, timeout)
+    folder = Path(source)
+    for candidate in (folder / path, folder / flat_name(path)):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"published figure {path!r} not in {folder} (looked for {folder / path} and "
+                            f"{folder / flat_name(path)})")
+
+
+def plot_side_by_side(ours: str | os.PathLike, published: str | os.PathLike, title: str | None = None,
+                      save_path: str | os.PathLike | None = None) -> Figure:
+    """Our regenerated PNG (left) next to the published one (right), axes hidden."""
+    from utils.plotting import save_figure
+
+    images = [plt.imread(str(ours)), plt.imread(str(published))]
+    heights = [image.shape[0] / image.shape[1] for image in images]
+    fig, axes = plt.subplots(1, 2, figsize=(16, 8 * max(heights) + 0.8))
+    for ax, image, label in zip(axes, images, ("regenerated (ours)", "published (the authors')")):
+        ax.imshow(image)
+        ax.set_title(label)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, save_path)
