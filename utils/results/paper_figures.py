@@ -137,7 +137,11 @@ def resolve_published_figure(path: str, source: str | os.PathLike | None = None,
 
     source = FIGURES_URL_PATTERN if source is None else source
     if isinstance(source, str) and "://" in source:
-        return resolve_published_file(path, source, cache_dir, timeout)
+        try:
+            return resolve_published_file(path, source, cache_dir, timeout)
+        except OSError as err:
+            reason = str(err).split("; pass source=")[0]
+            raise OSError(f"{reason}; pass a local folder of the published figures to work offline") from err
     folder = Path(source)
     for candidate in (folder / path, folder / flat_name(path)):
         if candidate.is_file():
@@ -148,12 +152,16 @@ def resolve_published_figure(path: str, source: str | os.PathLike | None = None,
 
 def plot_side_by_side(ours: str | os.PathLike, published: str | os.PathLike, title: str | None = None,
                       save_path: str | os.PathLike | None = None) -> Figure:
-    """Our regenerated PNG (left) next to the published one (right), axes hidden."""
+    """Our regenerated PNG next to the published one, axes hidden: side by side (ours left), or
+    one above the other (ours on top) when the images are wide (width > 1.5 x height)."""
     from utils.plotting import save_figure
 
     images = [plt.imread(str(ours)), plt.imread(str(published))]
     heights = [image.shape[0] / image.shape[1] for image in images]
-    fig, axes = plt.subplots(1, 2, figsize=(16, 8 * max(heights) + 0.8))
+    if max(heights) < 1 / 1.5:
+        fig, axes = plt.subplots(2, 1, figsize=(16, 2 * 16 * max(heights) + 1.2))
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(16, 8 * max(heights) + 0.8))
     for ax, image, label in zip(axes, images, ("regenerated (ours)", "published (the authors')")):
         ax.imshow(image)
         ax.set_title(label)
