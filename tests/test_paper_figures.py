@@ -65,6 +65,7 @@ def test_published_figures_from_a_clone_a_flat_folder_or_a_url(tmp_path):
     assert fig.axes[1].images[0].get_array().shape[:2] == (20, 30)
     assert (tmp_path / "side.png").stat().st_size > 0
     assert fig.axes[0].get_position().x0 < fig.axes[1].get_position().x0        # 20 x 30: side by side
-    wide = plot_side_by_side(_png(tmp_path / "wide.png", 0.5, (10, 40)), _png(tmp_path / "wide2.png", 0.1, (12, 40)))
+    wide = plot_side_by_side(_png(tmp_path / "wide.png", 0.5, (10, 40)),
+                             _png(tmp_path / "wide2.png", 0.1, (12, 40)))
     assert wide.axes[0].get_position().y0 > wide.axes[1].get_position().y0      # wide: ours on top
     plt.close("all")
