@@ -172,4 +172,6 @@ def test_paper_figures_notebook(real_published_dir, tmp_path):
     assert main(["--only", "11", "--published", str(real_published_dir), "--results-dir", str(results)]) == 0
     text = (results / "notebooks" / "11_paper_figures.ipynb").read_text()
     assert "0.073, 0.055, 0.058" in text                     # the checked pop vocals row was printed
+    assert "hip hop  nigga  lemma merge: 0.150   case only: 0.191" in text     # the word-bar merge check
+    assert "exact          21" in text and "approximate     3" in text       # the exact / approximate table
     assert (results / "figures" / "published" / "genre__audio__global_heatmap_pop_AVG.png").stat().st_size > 5_000
