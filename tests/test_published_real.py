@@ -175,3 +175,33 @@ def test_paper_figures_notebook(real_published_dir, tmp_path):
     assert "hip hop  nigga  lemma merge: 0.150   case only: 0.191" in text     # the word-bar merge check
     assert "exact          21" in text and "approximate     3" in text       # the exact / approximate table
     assert (results / "figures" / "published" / "genre__audio__global_heatmap_pop_AVG.png").stat().st_size > 5_000
+
+
+PUBLISHED_WORDS = {
+    # Results/plots/genre/multimodal/heatmap&barplot_punk_AVG.png (merged by lemma)
+    ("genre_multimodal", "punk"): ["beer", "sell", "drink", "scar", "corner", "classical", "beethoven", "boom",
+                                   "bloody", "music", "like", "record", "lie", "catchy", "lover", "bedsit", "change",
+                                   "emptiness", "body", "play"],
+    # Results/plots/emotion/multimodal/heatmap&barplot_Angry_AVG.png (unmerged)
+    ("emotion_multimodal", "Angry"): ["ripping", "survived", "Cursed", "Rip", "wanna", "Haunting", "damned",
+                                      "Drowned", "evil", "demon", "dehumanized", "myth", "blast", "abyssal", "grab",
+                                      "Forever", "Swallowed", "destroy", "Devour", "regret"],
+    # Results/plots/audioset/multimodal_heatmap&barplot_rock_altrock_punk_AVG.png (unmerged)
+    ("audioset_multimodal", "rock"): ["Karen", "D", "fine", "Dan", "dumb", "truth", "fuck", "better", "claws", "liked",
+                                      "feeling", "saccharine", "Motorway", "teenage", "Ooh", "ears", "wheel", "shape",
+                                      "Waste", "S"],
+}
+"""Word bars of published multimodal figures beyond the paper's three, top to bottom."""
+
+
+def test_multimodal_word_bars_of_other_classes(real_published_dir):
+    from utils.results import multimodal_figures
+
+    spec = {(f.key, f.cls): f for f in multimodal_figures("all") if f.kind == "heatmap_bars"}
+    for (key, cls), words in PUBLISHED_WORDS.items():
+        figure = spec[key, cls]
+        table = load_published_table(key, real_published_dir)
+        fig = plot_heatmap_and_word_bars(table, cls, stems=PAPER_HEATMAP_STEMS, display_name=figure.display_name,
+                                         merge_words=figure.merge_words)
+        assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == words, (key, cls)
+        plt.close(fig)

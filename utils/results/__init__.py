@@ -9,7 +9,7 @@ Modules:
 * ``run_figures`` -- classes and word embeddings for the figures of our own global runs;
 * ``word_vectors`` -- word vectors by lemma for the word maps (RoBERTa input embeddings, or a
   labelled fallback);
-* ``paper_figures`` -- which regenerated figure matches which published one, exactly or not.
+* ``figure_pairs`` -- which regenerated figure matches which published one, exactly or not.
 
 Every ``plot_*`` takes ``save_path`` and saves through :func:`utils.plotting.save_figure`.
 """
@@ -17,8 +17,9 @@ from utils.musiclime.aggregate import modality_shares, stem_shares  # the number
 from utils.results.figures import (PAPER_HEATMAP_STEMS, audio_matrix, heatmap_matrix, plot_audio_heatmap,
                                    plot_heatmap_and_word_bars, plot_modality_shares, plot_stem_shares,
                                    plot_top_features, regenerate_paper_figures, resolve_class, top_features)
-from utils.results.paper_figures import (APPROXIMATE, EXACT, FIGURES_URL_PATTERN, PaperFigure, figure_table,
-                                         flat_name, paper_figures, plot_side_by_side, resolve_published_figure)
+from utils.results.figure_pairs import (APPROXIMATE, EXACT, FIGURES_URL_PATTERN, MULTIMODAL_SETS, MultimodalFigure,
+                                         PaperFigure, figure_table, flat_name, multimodal_figures, paper_figures,
+                                         plot_side_by_side, resolve_published_figure)
 from utils.results.published import (PUBLISHED_PAIRS, SOURCE_URL_PATTERN, TASK_CLASSES, PublishedPair,
                                      UnsafePickleError, fetch_published, load_published, load_published_pair,
                                      load_published_table, resolve_published_file)
@@ -40,9 +41,10 @@ __all__ = [
     "PUBLISHED_PAIRS", "SOURCE_URL_PATTERN", "TASK_CLASSES", "PublishedPair", "UnsafePickleError",
     "fetch_published", "load_published", "load_published_pair", "load_published_table",
     "resolve_published_file",
-    # paper_figures
-    "APPROXIMATE", "EXACT", "FIGURES_URL_PATTERN", "PaperFigure", "figure_table", "flat_name", "paper_figures",
-    "plot_side_by_side", "resolve_published_figure",
+    # figure_pairs
+    "APPROXIMATE", "EXACT", "FIGURES_URL_PATTERN", "MULTIMODAL_SETS", "MultimodalFigure", "PaperFigure",
+    "figure_table", "flat_name", "multimodal_figures", "paper_figures", "plot_side_by_side",
+    "resolve_published_figure",
     # run_figures
     "pick_class", "pick_classes", "present_classes", "word_embeddings",
 ]

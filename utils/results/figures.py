@@ -233,15 +233,15 @@ def plot_heatmap_and_word_bars(table: pd.DataFrame, cls: str | int, top_k: int =
 
 def plot_top_features(table: pd.DataFrame, cls: str | int, top_k: int = 30, value: str = "I_AVG",
                       modality: str | None = None, merge_words: str | None = "lemma",
-                      save_path: str | os.PathLike | None = None) -> Figure:
+                      display_name: str | None = None, save_path: str | os.PathLike | None = None) -> Figure:
     """Bar chart of one class's top features of any modality (words and audio components mixed),
     like the authors' ``barplot_<class>_AVG.png``; words merged by ``merge_words`` first (see
-    :func:`plot_heatmap_and_word_bars`)."""
+    :func:`plot_heatmap_and_word_bars`); ``display_name`` replaces the class name in the title."""
     name = resolve_class(table, cls)
     table = merge_table_words(table, merge_words)
     rows = top_features(table, name, top_k, value, modality)
     fig, ax = plt.subplots(figsize=(12, 10))
-    _draw_bars(ax, rows["feature"].tolist(), rows[value].to_numpy(), f"Feature Weights for {name}")
+    _draw_bars(ax, rows["feature"].tolist(), rows[value].to_numpy(), f"Feature Weights for {display_name or name}")
     fig.tight_layout()
     return save_figure(fig, save_path)
 
@@ -283,17 +283,22 @@ def _audio_heatmaps(tables: Mapping[str, pd.DataFrame], task: str, classes: Sequ
                plot_audio_heatmap(tables[f"{task}_audio"], name, stems=PAPER_HEATMAP_STEMS))
 
 
-def _multimodal_figures(tables: Mapping[str, pd.DataFrame]) -> Drawn:
-    # the M4A bars merge lower-case + lemma (as published); the published AudioSet bars are unmerged
-    # ('Bitch', 'Nigga', 'nigga', 'niggas' are separate bars there)
-    yield ("genre__multimodal__heatmapandbarplot_hip_hop_AVG.png",
-           plot_heatmap_and_word_bars(tables["genre_multimodal"], "hip hop", stems=PAPER_HEATMAP_STEMS,
-                                      merge_words="lemma"))
-    yield ("genre__multimodal__barplot_pop_AVG.png",
-           plot_top_features(tables["genre_multimodal"], "pop", top_k=30, merge_words="lemma"))
-    yield ("audioset__multimodal_heatmapandbarplot_hip_hop_AVG.png",
-           plot_heatmap_and_word_bars(tables["audioset_multimodal"], "hip hop", stems=PAPER_HEATMAP_STEMS,
-                                      display_name="hip_hop", merge_words="none"))
+def _multimodal_figures(tables: Mapping[str, pd.DataFrame], which: str) -> Drawn:
+    from utils.results.figure_pairs import multimodal_figures
+
+    # words merged as each published set was (M4A genre: lower-case + lemma; emotion and AudioSet: unmerged),
+    # once per table
+    merged: dict[tuple[str, str], pd.DataFrame] = {}
+    for figure in multimodal_figures(which):
+        if (figure.key, figure.merge_words) not in merged:
+            merged[figure.key, figure.merge_words] = merge_table_words(tables[figure.key], figure.merge_words)
+        table = merged[figure.key, figure.merge_words]
+        if figure.kind == "heatmap_bars":
+            yield figure.ours, plot_heatmap_and_word_bars(table, figure.cls, stems=PAPER_HEATMAP_STEMS,
+                                                          display_name=figure.display_name, merge_words="none")
+        else:
+            yield figure.ours, plot_top_features(table, figure.cls, top_k=30, display_name=figure.display_name,
+                                                 merge_words="none")
 
 
 def _share_figures(tables: Mapping[str, pd.DataFrame]) -> Drawn:
@@ -327,7 +332,7 @@ def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os
                              emotion_classes: Sequence[str] | None = None,
                              embeddings: Mapping[str, np.ndarray] | None = None,
                              cache_dir: str | os.PathLike | None = None, seed: int = 0,
-                             progress: bool = True) -> list[Path]:
+                             progress: bool = True, multimodal: str = "paper") -> list[Path]:
     """Redraw the paper's global figures from the authors' published aggregates.
 
     Parameters
@@ -350,6 +355,10 @@ def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os
         Seed of the word-map projection (t-SNE).
     progress : bool
         Show a tqdm bar over the figures.
+    multimodal : str
+        ``'paper'`` (the three multimodal figures of the paper) or ``'all'`` (heatmap + words and
+        top-30 bars for every class of the M4A genre, M4A emotion and AudioSet multimodal pairs);
+        see :func:`utils.results.figure_pairs.multimodal_figures`.
 
     Returns
     -------
@@ -365,9 +374,12 @@ def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os
     genre_classes = _class_names(tables["genre_audio"]) if genre_classes is None else list(genre_classes)
     emotion_classes = _class_names(tables["emotion_audio"]) if emotion_classes is None else list(emotion_classes)
     drawn = [_audio_heatmaps(tables, "genre", genre_classes), _audio_heatmaps(tables, "emotion", emotion_classes),
-             _multimodal_figures(tables), _share_figures(tables), _word_maps(tables, embeddings, seed)]
+             _multimodal_figures(tables, multimodal), _share_figures(tables), _word_maps(tables, embeddings, seed)]
     written: list[Path] = []
-    with tqdm(total=len(genre_classes) + len(emotion_classes) + 14, desc="paper figures", unit="figure",
+    from utils.results.figure_pairs import multimodal_figures
+
+    total = len(genre_classes) + len(emotion_classes) + len(multimodal_figures(multimodal)) + 11
+    with tqdm(total=total, desc="paper figures", unit="figure",
               disable=not progress) as bar:
         for figures in drawn:
             for file_name, fig in figures:

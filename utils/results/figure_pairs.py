@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from utils.config import EMOTIONS, GENRES
+from utils.config import AUDIOSET_GENRES, EMOTIONS, GENRES
 
 FIGURES_URL_PATTERN = "https://raw.githubusercontent.com/IamTheo2000/MusicLIME/main/{file}"
 """Where the authors keep their figures (``{file}`` = path in the repository, e.g.
@@ -41,6 +41,72 @@ _HEATMAP = "W / C of the published pair, to the printed digit"
 _WORD_MAP = ("different word vectors (roberta-large input embeddings when local, else hashed character n-grams); "
              "t-SNE start and randomness; the authors' notebook that drew the maps (word selection, vectors, "
              "projection) is not in their repository")
+
+
+MULTIMODAL_MERGES: dict[str, str] = {"genre_multimodal": "lemma", "emotion_multimodal": "none",
+                                     "audioset_multimodal": "none"}
+"""How the published multimodal bars of each pair merged word forms (read off the published PNGs: the M4A
+genre bars show lemmas, the emotion and AudioSet bars show the words as aggregated, e.g. 'Cursed', 'Rip')."""
+
+AUDIOSET_NAMES = {"hip hop": "hip_hop", "heavy music": "heavy_music", "rhythm music": "rhythm_music",
+                  "rock": "rock_altrock_punk"}
+"""AudioSet class -> the name in the authors' file names and titles (their rock class is 'rock_altrock_punk')."""
+
+MULTIMODAL_SETS = ("paper", "all")
+"""``'paper'``: the three multimodal figures of the paper (M4A hip hop heatmap + words, pop top-30 bars,
+AudioSet hip hop heatmap + words); ``'all'``: both kinds for every class of the three multimodal pairs."""
+
+_FOLDERS = {"genre_multimodal": ("Results/plots/genre/multimodal/heatmap&barplot_{}_AVG.png",
+                                 "Results/plots/genre/multimodal/barplot_{}_AVG.png"),
+            "emotion_multimodal": ("Results/plots/emotion/multimodal/heatmap&barplot_{}_AVG.png",
+                                   "Results/plots/emotion/multimodal/barplot_{}_AVG.png"),
+            "audioset_multimodal": ("Results/plots/audioset/multimodal_heatmap&barplot_{}_AVG.png",
+                                    "Results/plots/audioset/barplot_{}_AVG.png")}
+_CLASSES = {"genre_multimodal": GENRES, "emotion_multimodal": EMOTIONS, "audioset_multimodal": AUDIOSET_GENRES}
+_PAPER = (("genre_multimodal", "hip hop", "heatmap_bars"), ("genre_multimodal", "pop", "top_features"),
+          ("audioset_multimodal", "hip hop", "heatmap_bars"))
+
+
+@dataclass(frozen=True)
+class MultimodalFigure:
+    """One published multimodal figure: which pair, class and kind, and how its words were merged."""
+
+    key: str           # published pair (utils.results.published.PUBLISHED_PAIRS)
+    cls: str           # class name
+    kind: str          # 'heatmap_bars' (audio heatmap + top-20 words) | 'top_features' (top-30 mixed bars)
+    published: str    # path in the authors' repository
+    display_name: str  # class name as the authors' titles print it
+    merge_words: str   # MULTIMODAL_MERGES[key]
+
+    @property
+    def ours(self) -> str:
+        """File name we write: :func:`flat_name` of the published path."""
+        return flat_name(self.published)
+
+
+def multimodal_figures(which: str = "paper") -> list[MultimodalFigure]:
+    """The published multimodal figures to redraw (:data:`MULTIMODAL_SETS`)."""
+    if which not in MULTIMODAL_SETS:
+        raise ValueError(f"multimodal must be one of {MULTIMODAL_SETS}, got {which!r}")
+    wanted = list(_PAPER) if which == "paper" else [
+        (key, cls, kind) for key, classes in _CLASSES.items() for cls in classes
+        for kind in ("heatmap_bars", "top_features")]
+    figures = []
+    for key, cls, kind in wanted:
+        name = AUDIOSET_NAMES.get(cls, cls) if key == "audioset_multimodal" else cls
+        pattern = _FOLDERS[key][0 if kind == "heatmap_bars" else 1]
+        figures.append(MultimodalFigure(key, cls, kind, pattern.format(name), name, MULTIMODAL_MERGES[key]))
+    return figures
+
+
+def _multimodal_reason(figure: MultimodalFigure) -> str:
+    what = "top-20 words" if figure.kind == "heatmap_bars" else "top-30 features"
+    merged = {"lemma": "after the lower-case + lemma merge", "none": "unmerged, as published"}[figure.merge_words]
+    reason = ("heatmap = W / C; " if figure.kind == "heatmap_bars" else "") + f"{what} and values {merged}"
+    if figure.key == "genre_multimodal" and figure.cls == "pop":
+        reason += ("; one label differs: 'old' (simplemma also lemmatises adjectives) where the authors show "
+                   "'oldest' (same value)")
+    return reason
 
 
 @dataclass(frozen=True)
@@ -58,13 +124,15 @@ def _label(name: str) -> str:
 
 
 def paper_figures(genre_classes: Sequence[str] = GENRES, emotion_classes: Sequence[str] = EMOTIONS,
-                  ) -> list[PaperFigure]:
+                  multimodal: str = "paper") -> list[PaperFigure]:
     """The published figures :func:`utils.results.figures.regenerate_paper_figures` redraws.
 
     Parameters
     ----------
     genre_classes, emotion_classes : sequence of str
         The classes whose audio heatmaps were drawn (the same arguments as for the regeneration).
+    multimodal : str
+        Which multimodal figures were drawn (:data:`MULTIMODAL_SETS`).
 
     Returns
     -------
@@ -78,16 +146,8 @@ def paper_figures(genre_classes: Sequence[str] = GENRES, emotion_classes: Sequen
     figures += [PaperFigure(f"emotion__audio__global_heatmap_{_label(c)}_AVG.png",
                             f"Results/plots/emotion/audio/global_heatmap_{c}_AVG.png", EXACT, _HEATMAP)
                 for c in emotion_classes]
+    figures += [PaperFigure(f.ours, f.published, EXACT, _multimodal_reason(f)) for f in multimodal_figures(multimodal)]
     figures += [
-        PaperFigure("genre__multimodal__heatmapandbarplot_hip_hop_AVG.png",
-                    "Results/plots/genre/multimodal/heatmap&barplot_hip hop_AVG.png", EXACT,
-                    "heatmap = W / C; top-20 words and values after the lower-case + lemma merge"),
-        PaperFigure("genre__multimodal__barplot_pop_AVG.png", "Results/plots/genre/multimodal/barplot_pop_AVG.png",
-                    EXACT, "top-30 features and values after the lower-case + lemma merge; one label differs: "
-                           "'old' (simplemma also lemmatises adjectives) where the authors show 'oldest'"),
-        PaperFigure("audioset__multimodal_heatmapandbarplot_hip_hop_AVG.png",
-                    "Results/plots/audioset/multimodal_heatmap&barplot_hip_hop_AVG.png", EXACT,
-                    "heatmap = W / C; top-20 words unmerged, as published"),
         PaperFigure("genre__hiphop_vs_heavy.png", "Results/plots/genre/hiphop_vs_heavy.png", APPROXIMATE, _WORD_MAP),
         PaperFigure("genre__global_class_importance.png", "Results/plots/genre/global_calss_importance.png",
                     APPROXIMATE, _WORD_MAP),
