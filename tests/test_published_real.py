@@ -205,3 +205,22 @@ def test_multimodal_word_bars_of_other_classes(real_published_dir):
                                          merge_words=figure.merge_words)
         assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == words, (key, cls)
         plt.close(fig)
+
+
+PUBLISHED_GLOBAL_MAP_WORDS = set("na ho bitch ghetto dick oh freak girls blues dance mighty wasted anyway fucking skate "
+                                 "hymns bleed weary troubles forever dead give last than destroy cut television grow "
+                                 "flower pastures barn ships".split())
+"""Words of Results/plots/genre/global_calss_importance.png (the same as emotion/lyrics/global.png)."""
+
+
+def test_published_genre_word_maps_come_from_the_emotion_pickle(real_published_dir):
+    """The published genre map shows 'hymns' as electronic (class 1), 'skate' as pop (5): the top-5 I_H words of
+    Calm (1) and Neutral (5) in the emotion lyrics pickle, whose top-5 words are nearly all the map's words."""
+    from utils.results import select_class_words
+
+    emotion = select_class_words(load_published_table("emotion_lyrics", real_published_dir), None, 5, "I_H")
+    where = dict(zip(emotion["word"], emotion["class"]))
+    assert (where["hymns"], where["skate"], where["pastures"]) == ("Calm", "Neutral", "Depressed")
+    assert len(PUBLISHED_GLOBAL_MAP_WORDS & set(emotion["word"])) == 31
+    genre = select_class_words(load_published_table("genre_lyrics", real_published_dir), None, 5, "I_H")
+    assert len(PUBLISHED_GLOBAL_MAP_WORDS & set(genre["word"])) == 3

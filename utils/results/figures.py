@@ -315,16 +315,18 @@ def _word_maps(tables: Mapping[str, pd.DataFrame], embeddings: Mapping[str, np.n
     from utils.results.word_maps import plot_word_map, select_class_words
     from utils.results.word_vectors import published_word_vectors
 
+    # words as aggregated (no merge): the published maps show the top-5 words per class by I_H of the pickle,
+    # unmerged ('diamond' and 'diamonds' both), inflections on one point
     maps = [("genre_lyrics", ["hip hop", "heavy music"], 40, "genre__hiphop_vs_heavy.png"),
             ("genre_lyrics", None, 5, "genre__global_class_importance.png"),
             ("emotion_lyrics", None, 5, "emotion__lyrics__global.png")]
     for key, classes, top_k, file_name in maps:
         vectors, label = embeddings, None
         if vectors is None:      # roberta-large's input embeddings when local, else the labelled fallback
-            words = select_class_words(merge_table_words(tables[key], "case"), classes, top_k)["word"]
-            found = published_word_vectors(words)
+            found = published_word_vectors(select_class_words(tables[key], classes, top_k)["word"])
             vectors, label = found.vectors, found.label
-        yield file_name, plot_word_map(tables[key], vectors, classes, top_k=top_k, seed=seed, vectors_label=label)
+        yield file_name, plot_word_map(tables[key], vectors, classes, top_k=top_k, seed=seed, vectors_label=label,
+                                       merge_words="none")
 
 
 def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os.PathLike,
