@@ -70,6 +70,7 @@ def test_inflections_share_a_point_and_keep_their_labels(tmp_path):
     forms = hashing_embeddings(list(where))
     apart = _positions(plot_word_map(table, forms, CLASSES, top_k=5, value="I_AVG", merge_inflections=False))
     assert apart["work"] != apart["working"]
+    assert np.array_equal(word_points(["diamonds", "Diamond"], {"diamond": np.ones(3)}), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="no embedding for lemmas \\['diamond'\\]"):
         word_points(["diamonds", "work"], {"work": np.ones(3)})
 

@@ -123,7 +123,8 @@ def word_points(words: Sequence[str], embeddings: Mapping[str, np.ndarray], meth
         Keyed by lemma (:func:`utils.musiclime.word_forms.lemma_key`) when ``merge_inflections``,
         else by word; vectors of one length.
     method, seed
-        :func:`project_2d`, applied to the distinct lemmas (each projected once).
+        :func:`project_2d`, applied to the distinct lemmas (each projected once; a single lemma
+        is placed at the origin).
 
     Returns
     -------
@@ -141,6 +142,8 @@ def word_points(words: Sequence[str], embeddings: Mapping[str, np.ndarray], meth
         what = "lemmas" if merge_inflections else "words"
         raise ValueError(f"no embedding for {what} {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
                          f"they cannot be placed on the map")
+    if len(distinct) == 1:              # one lemma (e.g. 'river', 'rivers'): one point, nothing to project
+        return np.zeros((len(keys), 2))
     points = project_2d(np.stack([np.asarray(embeddings[k], dtype=float) for k in distinct]), method, seed)
     return points[[distinct.index(k) for k in keys]]
 
