@@ -23,10 +23,10 @@ from test_published import _file_names, _globals_in, _opcodes  # noqa: E402
 from utils.results import published  # noqa: E402
 from utils.config import STEMS  # noqa: E402
 from utils.results.figures import (PAPER_HEATMAP_STEMS, heatmap_matrix, plot_audio_heatmap,  # noqa: E402
-                           plot_heatmap_and_word_bars, plot_top_features, regenerate_paper_figures,
-                           top_features)
+                           plot_heatmap_and_word_bars, plot_top_features, regenerate_paper_figures)
 from utils.main import main  # noqa: E402
-from utils.results.published import PUBLISHED_PAIRS, TASK_CLASSES, load_published, load_published_pair  # noqa: E402
+from utils.results.published import (PUBLISHED_PAIRS, TASK_CLASSES, load_published, load_published_pair,  # noqa: E402
+                                     load_published_table)
 
 if not os.environ.get(PUBLISHED_DIR_ENV, "").strip():
     pytest.skip(SKIP_REASON, allow_module_level=True)
@@ -99,7 +99,9 @@ def test_emotion_angry_heatmap_reproduces_published_values(real_published_dir):
 
 def test_multimodal_hip_hop_reproduces_published_figures(real_published_dir):
     table = _table(real_published_dir, "audioset_multimodal")
-    fig = plot_heatmap_and_word_bars(table, "hip hop", stems=PAPER_HEATMAP_STEMS, display_name="hip_hop")
+    fig = plot_heatmap_and_word_bars(table, "hip hop", stems=PAPER_HEATMAP_STEMS, display_name="hip_hop",
+                                     merge_words="none")
+    assert fig.axes[1].get_title() == "Top 20 Word Feature Weights for hip_hop"
     assert _texts(fig)[:10] == ["0.069", "0.064", "0.052", "0.034", "0.028", "0.024", "0.044", "0.039",
                                 "0.046", "0.045"]
     words = [t.get_text() for t in fig.axes[1].get_yticklabels()]
@@ -111,24 +113,50 @@ def test_multimodal_hip_hop_reproduces_published_figures(real_published_dir):
     matrix = heatmap_matrix(m4a, "hip hop", stems=PAPER_HEATMAP_STEMS)
     assert matrix[1, 2] == 0.0 and matrix[1, 8] == 0.0                  # never kept -> 0, as published
     assert round(matrix[0, 9], 2) == 0.1 and round(matrix[2, 9], 3) == 0.074
-    # the authors merged word variants before the M4A bars: nigga + niggas, fucking + Fuck + fuck
-    variants = {"niggas": "nigga", "fucking": "fuck"}
-    merged = _table(real_published_dir, "genre_multimodal", merge=lambda w: variants.get(w.lower(), w.lower()))
-    top = top_features(merged, "hip hop", 20, modality="lyrics")
-    values = dict(zip(top["feature"], top["I_AVG"]))
-    assert top["feature"].tolist()[:5] == ["jigga", "hood", "nigga", "homie", "shit"]
-    assert round(values["nigga"], 3) == 0.150 and round(values["fuck"], 3) == 0.090
+    # the authors merged lower-case + lemma before the M4A bars (the default merge_words="lemma")
+    fig = plot_heatmap_and_word_bars(m4a, "hip hop", stems=PAPER_HEATMAP_STEMS)
+    words = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert words == PUBLISHED_HIP_HOP_WORDS                              # the published M4A bars
+    values = dict(zip(words, [p.get_width() for p in fig.axes[1].patches]))
+    assert f"{values['nigga']:.3f}" == "0.150" and f"{values['fuck']:.3f}" == "0.090"
+
+
+PUBLISHED_HIP_HOP_WORDS = ["jigga", "hood", "nigga", "homie", "shit", "bitch", "fuck", "suicide", "rapper", "mic",
+                           "drug", "kennedy", "crack", "veteran", "dead", "black", "ain", "tryna", "tellin", "fan"]
+"""genre__multimodal__heatmapandbarplot_hip_hop_AVG.png, top to bottom."""
+
+PUBLISHED_POP_LABELS = ["bleed", "vocals7", "breath", "vocals9", "petrify", "comfort", "freak", "fuck", "vocals5",
+                        "vocals0", "kid", "wrist", "vocals3", "trippin", "vocals6", "something", "pain", "dancin",
+                        "other1", "cold", "glass", "vocals1", "kiss", "girl", "city", "vocals4", "oldest",
+                        "vocals8", "scar", "into"]
+"""genre__multimodal__barplot_pop_AVG.png, top to bottom."""
+
+
+def test_four_published_word_bar_values(real_published_dir):
+    """Issue 14: the M4A word bars merge lower-case + lemma, summing W and C over the forms."""
+    merged = load_published_table("genre_multimodal", real_published_dir, merge_words="lemma")
+    value = {(c, f): v for c, f, v in zip(merged["class"], merged["feature"], merged["I_AVG"])}
+    printed = {key: f"{value[key]:.3f}" for key in [("hip hop", "nigga"), ("hip hop", "fuck"),
+                                                    ("punk", "drink"), ("punk", "scar")]}
+    assert printed == {("hip hop", "nigga"): "0.150", ("hip hop", "fuck"): "0.090",
+                       ("punk", "drink"): "0.035", ("punk", "scar"): "0.034"}
+    # case-only merging gives other values / labels: nigga 0.191, fuck 0.060, 'drinking', 'scars'
+    case = load_published_table("genre_multimodal", real_published_dir, merge_words="case")
+    case_value = {(c, f): v for c, f, v in zip(case["class"], case["feature"], case["I_AVG"])}
+    assert f"{case_value[('hip hop', 'nigga')]:.3f}" == "0.191"
+    assert f"{case_value[('hip hop', 'fuck')]:.3f}" == "0.060"
+    assert ("punk", "drink") not in case_value and ("punk", "scars") in case_value
 
 
 def test_top_mixed_features_pop_reproduces_published_bars(real_published_dir):
     table = _table(real_published_dir, "genre_multimodal")
     fig = plot_top_features(table, "pop", top_k=30)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-    # the published bars show lemmatised labels (bleed, petrify, fuck, kid) with these values
-    assert labels[:10] == ["bleeding", "vocals7", "breath", "vocals9", "petrified", "comfort", "freak",
-                           "fucking", "vocals5", "vocals0"]
-    widths = [p.get_width() for p in fig.axes[0].patches][:4]
-    assert np.round(widths, 3).tolist() == [0.049, 0.042, 0.036, 0.035]
+    # the published labels, lemmatised; simplemma also lemmatises the adjective 'oldest' (same value)
+    assert labels == [("old" if w == "oldest" else w) for w in PUBLISHED_POP_LABELS]
+    widths = [p.get_width() for p in fig.axes[0].patches]
+    assert np.round(widths[:4], 3).tolist() == [0.049, 0.042, 0.036, 0.035]
+    assert f"{widths[labels.index('girl')]:.4f}" == "0.0225"             # girl + Girl merged, as published
 
 
 def test_regenerate_paper_figures_on_published(real_published_dir, tmp_path):
@@ -144,4 +172,55 @@ def test_paper_figures_notebook(real_published_dir, tmp_path):
     assert main(["--only", "11", "--published", str(real_published_dir), "--results-dir", str(results)]) == 0
     text = (results / "notebooks" / "11_paper_figures.ipynb").read_text()
     assert "0.073, 0.055, 0.058" in text                     # the checked pop vocals row was printed
+    assert "hip hop  nigga  lemma merge: 0.150   case only: 0.191" in text     # the word-bar merge check
+    assert "exact          21" in text and "approximate     3" in text       # the exact / approximate table
     assert (results / "figures" / "published" / "genre__audio__global_heatmap_pop_AVG.png").stat().st_size > 5_000
+
+
+PUBLISHED_WORDS = {
+    # Results/plots/genre/multimodal/heatmap&barplot_punk_AVG.png (merged by lemma)
+    ("genre_multimodal", "punk"): ["beer", "sell", "drink", "scar", "corner", "classical", "beethoven", "boom",
+                                   "bloody", "music", "like", "record", "lie", "catchy", "lover", "bedsit", "change",
+                                   "emptiness", "body", "play"],
+    # Results/plots/emotion/multimodal/heatmap&barplot_Angry_AVG.png (unmerged)
+    ("emotion_multimodal", "Angry"): ["ripping", "survived", "Cursed", "Rip", "wanna", "Haunting", "damned",
+                                      "Drowned", "evil", "demon", "dehumanized", "myth", "blast", "abyssal", "grab",
+                                      "Forever", "Swallowed", "destroy", "Devour", "regret"],
+    # Results/plots/audioset/multimodal_heatmap&barplot_rock_altrock_punk_AVG.png (unmerged)
+    ("audioset_multimodal", "rock"): ["Karen", "D", "fine", "Dan", "dumb", "truth", "fuck", "better", "claws", "liked",
+                                      "feeling", "saccharine", "Motorway", "teenage", "Ooh", "ears", "wheel", "shape",
+                                      "Waste", "S"],
+}
+"""Word bars of published multimodal figures beyond the paper's three, top to bottom."""
+
+
+def test_multimodal_word_bars_of_other_classes(real_published_dir):
+    from utils.results import multimodal_figures
+
+    spec = {(f.key, f.cls): f for f in multimodal_figures("all") if f.kind == "heatmap_bars"}
+    for (key, cls), words in PUBLISHED_WORDS.items():
+        figure = spec[key, cls]
+        table = load_published_table(key, real_published_dir)
+        fig = plot_heatmap_and_word_bars(table, cls, stems=PAPER_HEATMAP_STEMS, display_name=figure.display_name,
+                                         merge_words=figure.merge_words)
+        assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == words, (key, cls)
+        plt.close(fig)
+
+
+PUBLISHED_GLOBAL_MAP_WORDS = set("na ho bitch ghetto dick oh freak girls blues dance mighty wasted anyway fucking skate "
+                                 "hymns bleed weary troubles forever dead give last than destroy cut television grow "
+                                 "flower pastures barn ships".split())
+"""Words of Results/plots/genre/global_calss_importance.png (the same as emotion/lyrics/global.png)."""
+
+
+def test_published_genre_word_maps_come_from_the_emotion_pickle(real_published_dir):
+    """The published genre map shows 'hymns' as electronic (class 1), 'skate' as pop (5): the top-5 I_H words of
+    Calm (1) and Neutral (5) in the emotion lyrics pickle, whose top-5 words are nearly all the map's words."""
+    from utils.results import select_class_words
+
+    emotion = select_class_words(load_published_table("emotion_lyrics", real_published_dir), None, 5, "I_H")
+    where = dict(zip(emotion["word"], emotion["class"]))
+    assert (where["hymns"], where["skate"], where["pastures"]) == ("Calm", "Neutral", "Depressed")
+    assert len(PUBLISHED_GLOBAL_MAP_WORDS & set(emotion["word"])) == 31
+    genre = select_class_words(load_published_table("genre_lyrics", real_published_dir), None, 5, "I_H")
+    assert len(PUBLISHED_GLOBAL_MAP_WORDS & set(genre["word"])) == 3

@@ -55,6 +55,7 @@ from utils.musiclime.global_explain import KIND_MODES, global_explain, run_globa
 from utils.musiclime.planted import (compare_planted, cue_rank, describe_cues, describe_planted, example_songs,
                                      planted_cue_summary, planted_cues, song_planted_summary)
 from utils.musiclime.records import aggregate_records, load_records, merge_records
+from utils.musiclime.word_forms import WORD_MERGES, lemma_key, merge_table_words
 from utils.musiclime.sanity import CUE_CHECKS, hit_rates, lyrics_ignored, plot_hit_rates, run_cue_checks
 from utils.musiclime.song import (SEPARATORS, SongClip, compare_sampling, explain_song,
                                   load_song_clip, make_separator, song_factorization, write_explanation)
@@ -71,4 +72,6 @@ __all__ += [
     "accumulate", "measures", "merge_word_variants", "modality_shares", "stem_shares", "write_measures",
     "read_measures", "load_records", "merge_records", "aggregate_records", "KIND_MODES", "select_songs",
     "run_global", "global_explain",
+    # word_forms
+    "WORD_MERGES", "lemma_key", "merge_table_words",
 ]

@@ -129,9 +129,9 @@ def merge_word_variants(W: Mapping[int, Mapping[str, float]], C: Mapping[int, Ma
     """Merge lyric words that ``normalise`` maps to the same key (sums of W and of C).
 
     Audio components are left alone. With the default ``str.lower``, ``'Bitch'`` and ``'bitch'``
-    become one feature whose ``I_AVG`` is ``(W1 + W2) / (C1 + C2)``. The authors' M4A word bars
-    also merged inflections (``'niggas'`` -> ``'nigga'``); pass a lemmatiser as ``normalise``
-    to do the same.
+    become one feature whose ``I_AVG`` is ``(W1 + W2) / (C1 + C2)``. The authors' word bars
+    also merged inflections (``'niggas'`` -> ``'nigga'``): pass
+    :func:`utils.musiclime.word_forms.lemma_key` as ``normalise`` to do the same.
     """
     merged_w: dict[int, dict[str, float]] = {}
     merged_c: dict[int, dict[str, int]] = {}

@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 
 from utils.config import STEMS
 from utils.musiclime.aggregate import AUDIO_FEATURE, modality_shares, stem_shares
+from utils.musiclime.word_forms import merge_table_words
 from utils.plotting import MODALITY_COLOURS, magnitude_cmap, save_figure, text_colour
 
 PAPER_HEATMAP_STEMS: tuple[str, ...] = ("vocals", "bass", "drums", "other")
@@ -204,14 +205,18 @@ def plot_audio_heatmap(table: pd.DataFrame, cls: str | int, value: str = "I_AVG"
 
 def plot_heatmap_and_word_bars(table: pd.DataFrame, cls: str | int, top_k: int = 20, value: str = "I_AVG",
                                num_segments: int = 10, stems: Sequence[str] = STEMS, fmt: str = ".2g",
-                               display_name: str | None = None,
+                               display_name: str | None = None, merge_words: str | None = "lemma",
                                save_path: str | os.PathLike | None = None) -> Figure:
     """Multimodal figure: audio heatmap (left) beside the top-``top_k`` lyric words (right).
 
     Like the authors' ``multimodal_heatmap&barplot_<class>_AVG.png``. ``display_name`` replaces
-    the class name in the titles (the AudioSet figure says ``'hip_hop'``).
+    the class name in the titles (the AudioSet figure says ``'hip_hop'``). ``merge_words``: how
+    word forms are merged before the bars (:func:`utils.musiclime.word_forms.merge_table_words`):
+    ``'lemma'`` (default; the authors' M4A bars), ``'case'``, or ``'none'`` (their AudioSet bars).
+    The heatmap (``I_AVG`` of audio components) is the same under every merge.
     """
     name = resolve_class(table, cls)
+    table = merge_table_words(table, merge_words)
     matrix = heatmap_matrix(table, name, value, num_segments, stems)
     words = top_features(table, name, top_k, value, modality="lyrics")
     shown = display_name or name
@@ -227,13 +232,16 @@ def plot_heatmap_and_word_bars(table: pd.DataFrame, cls: str | int, top_k: int =
 
 
 def plot_top_features(table: pd.DataFrame, cls: str | int, top_k: int = 30, value: str = "I_AVG",
-                      modality: str | None = None, save_path: str | os.PathLike | None = None) -> Figure:
+                      modality: str | None = None, merge_words: str | None = "lemma",
+                      display_name: str | None = None, save_path: str | os.PathLike | None = None) -> Figure:
     """Bar chart of one class's top features of any modality (words and audio components mixed),
-    like the authors' ``barplot_<class>_AVG.png``."""
+    like the authors' ``barplot_<class>_AVG.png``; words merged by ``merge_words`` first (see
+    :func:`plot_heatmap_and_word_bars`); ``display_name`` replaces the class name in the title."""
     name = resolve_class(table, cls)
+    table = merge_table_words(table, merge_words)
     rows = top_features(table, name, top_k, value, modality)
     fig, ax = plt.subplots(figsize=(12, 10))
-    _draw_bars(ax, rows["feature"].tolist(), rows[value].to_numpy(), f"Feature Weights for {name}")
+    _draw_bars(ax, rows["feature"].tolist(), rows[value].to_numpy(), f"Feature Weights for {display_name or name}")
     fig.tight_layout()
     return save_figure(fig, save_path)
 
@@ -275,13 +283,22 @@ def _audio_heatmaps(tables: Mapping[str, pd.DataFrame], task: str, classes: Sequ
                plot_audio_heatmap(tables[f"{task}_audio"], name, stems=PAPER_HEATMAP_STEMS))
 
 
-def _multimodal_figures(tables: Mapping[str, pd.DataFrame]) -> Drawn:
-    yield ("genre__multimodal__heatmapandbarplot_hip_hop_AVG.png",
-           plot_heatmap_and_word_bars(tables["genre_multimodal_merged"], "hip hop", stems=PAPER_HEATMAP_STEMS))
-    yield "genre__multimodal__barplot_pop_AVG.png", plot_top_features(tables["genre_multimodal"], "pop", top_k=30)
-    yield ("audioset__multimodal_heatmapandbarplot_hip_hop_AVG.png",
-           plot_heatmap_and_word_bars(tables["audioset_multimodal"], "hip hop", stems=PAPER_HEATMAP_STEMS,
-                                      display_name="hip_hop"))
+def _multimodal_figures(tables: Mapping[str, pd.DataFrame], which: str) -> Drawn:
+    from utils.results.figure_pairs import multimodal_figures
+
+    # words merged as each published set was (M4A genre: lower-case + lemma; emotion and AudioSet: unmerged),
+    # once per table
+    merged: dict[tuple[str, str], pd.DataFrame] = {}
+    for figure in multimodal_figures(which):
+        if (figure.key, figure.merge_words) not in merged:
+            merged[figure.key, figure.merge_words] = merge_table_words(tables[figure.key], figure.merge_words)
+        table = merged[figure.key, figure.merge_words]
+        if figure.kind == "heatmap_bars":
+            yield figure.ours, plot_heatmap_and_word_bars(table, figure.cls, stems=PAPER_HEATMAP_STEMS,
+                                                          display_name=figure.display_name, merge_words="none")
+        else:
+            yield figure.ours, plot_top_features(table, figure.cls, top_k=30, display_name=figure.display_name,
+                                                 merge_words="none")
 
 
 def _share_figures(tables: Mapping[str, pd.DataFrame]) -> Drawn:
@@ -295,16 +312,21 @@ def _share_figures(tables: Mapping[str, pd.DataFrame]) -> Drawn:
 
 def _word_maps(tables: Mapping[str, pd.DataFrame], embeddings: Mapping[str, np.ndarray] | None,
                seed: int) -> Drawn:
-    from utils.results.word_maps import hashing_embeddings, plot_word_map, select_class_words
+    from utils.results.word_maps import plot_word_map, select_class_words
+    from utils.results.word_vectors import published_word_vectors
 
+    # words as aggregated (no merge): the published maps show the top-5 words per class by I_H of the pickle,
+    # unmerged ('diamond' and 'diamonds' both), inflections on one point
     maps = [("genre_lyrics", ["hip hop", "heavy music"], 40, "genre__hiphop_vs_heavy.png"),
             ("genre_lyrics", None, 5, "genre__global_class_importance.png"),
             ("emotion_lyrics", None, 5, "emotion__lyrics__global.png")]
     for key, classes, top_k, file_name in maps:
-        vectors = embeddings
-        if vectors is None:
-            vectors = hashing_embeddings(select_class_words(tables[key], classes, top_k)["word"].tolist())
-        yield file_name, plot_word_map(tables[key], vectors, classes, top_k=top_k, seed=seed)
+        vectors, label = embeddings, None
+        if vectors is None:      # roberta-large's input embeddings when local, else the labelled fallback
+            found = published_word_vectors(select_class_words(tables[key], classes, top_k)["word"])
+            vectors, label = found.vectors, found.label
+        yield file_name, plot_word_map(tables[key], vectors, classes, top_k=top_k, seed=seed, vectors_label=label,
+                                       merge_words="none")
 
 
 def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os.PathLike,
@@ -312,7 +334,7 @@ def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os
                              emotion_classes: Sequence[str] | None = None,
                              embeddings: Mapping[str, np.ndarray] | None = None,
                              cache_dir: str | os.PathLike | None = None, seed: int = 0,
-                             progress: bool = True) -> list[Path]:
+                             progress: bool = True, multimodal: str = "paper") -> list[Path]:
     """Redraw the paper's global figures from the authors' published aggregates.
 
     Parameters
@@ -325,14 +347,20 @@ def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os
     genre_classes, emotion_classes : sequence of str, optional
         Classes to draw the per-class audio heatmaps for (default: all nine of each task).
     embeddings : dict, optional
-        word -> vector for the word maps; default :func:`utils.results.word_maps.hashing_embeddings`
-        of the words drawn (the published pickles carry no embeddings).
+        lemma -> vector for the word maps; default
+        :func:`utils.results.word_vectors.published_word_vectors` (``roberta-large``'s input
+        embeddings when its weights are on this machine, else hashed character n-grams, and the
+        map's title says which).
     cache_dir : path, optional
         Download cache when ``source`` is a URL.
     seed : int
-        Seed of the word-map projection.
+        Seed of the word-map projection (t-SNE).
     progress : bool
         Show a tqdm bar over the figures.
+    multimodal : str
+        ``'paper'`` (the three multimodal figures of the paper) or ``'all'`` (heatmap + words and
+        top-30 bars for every class of the M4A genre, M4A emotion and AudioSet multimodal pairs);
+        see :func:`utils.results.figure_pairs.multimodal_figures`.
 
     Returns
     -------
@@ -345,14 +373,15 @@ def regenerate_paper_figures(source: str | os.PathLike | None, out_dir: str | os
 
     out_dir = Path(out_dir)
     tables = {key: load_published_table(key, source, cache_dir) for key in PAPER_TABLES}
-    tables["genre_multimodal_merged"] = load_published_table("genre_multimodal", source, cache_dir,
-                                                             merge_words=str.lower)
     genre_classes = _class_names(tables["genre_audio"]) if genre_classes is None else list(genre_classes)
     emotion_classes = _class_names(tables["emotion_audio"]) if emotion_classes is None else list(emotion_classes)
     drawn = [_audio_heatmaps(tables, "genre", genre_classes), _audio_heatmaps(tables, "emotion", emotion_classes),
-             _multimodal_figures(tables), _share_figures(tables), _word_maps(tables, embeddings, seed)]
+             _multimodal_figures(tables, multimodal), _share_figures(tables), _word_maps(tables, embeddings, seed)]
     written: list[Path] = []
-    with tqdm(total=len(genre_classes) + len(emotion_classes) + 14, desc="paper figures", unit="figure",
+    from utils.results.figure_pairs import multimodal_figures
+
+    total = len(genre_classes) + len(emotion_classes) + len(multimodal_figures(multimodal)) + 11
+    with tqdm(total=total, desc="paper figures", unit="figure",
               disable=not progress) as bar:
         for figures in drawn:
             for file_name, fig in figures:

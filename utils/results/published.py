@@ -244,12 +244,17 @@ def load_published_table(key: str, source: str | os.PathLike | None = None,
                          merge_words=None):
     """A published pair as the tidy measures table of :func:`utils.musiclime.aggregate.measures`.
 
-    ``merge_words``: optional ``str -> str`` applied to lyric words before the measures
-    (e.g. ``str.lower``; see :func:`utils.musiclime.aggregate.merge_word_variants`).
+    ``merge_words``: how lyric words are merged before the measures: ``None`` / ``'none'`` (as
+    published, raw case), ``'case'`` (lower-case), ``'lemma'`` (lower-case + lemma, the authors'
+    word bars) or any ``str -> str`` (see :func:`utils.musiclime.word_forms.word_merge_key`).
+    The figure functions merge by themselves (``merge_words='lemma'`` by default), so a table
+    loaded unmerged draws the authors' bars too.
     """
     from utils.musiclime.aggregate import measures, merge_word_variants
+    from utils.musiclime.word_forms import word_merge_key
 
     weights, counts, names = load_published(key, source, cache_dir, timeout)
-    if merge_words is not None:
-        weights, counts = merge_word_variants(weights, counts, merge_words)
+    normalise = word_merge_key(merge_words)
+    if normalise is not None:
+        weights, counts = merge_word_variants(weights, counts, normalise)
     return measures(weights, counts, names)

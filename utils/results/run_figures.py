@@ -63,7 +63,8 @@ def input_embedding_matrix(model) -> np.ndarray:
     raise TypeError(f"{type(model).__name__} has no lyrics input embeddings (not a lyrics or multimodal model?)")
 
 
-def word_embeddings(model, tokenizer, words: Iterable[str], leading_space: bool = True) -> dict[str, np.ndarray]:
+def word_embeddings(model, tokenizer, words: Iterable[str], leading_space: bool = True,
+                    by_lemma: bool = True) -> dict[str, np.ndarray]:
     """Word vectors from the lyrics model's input embeddings: the mean of each word's token rows.
 
     Parameters
@@ -75,26 +76,22 @@ def word_embeddings(model, tokenizer, words: Iterable[str], leading_space: bool 
     leading_space : bool
         Tokenise ``' ' + word`` (how a word inside a lyric line reaches byte-level BPE) rather
         than the bare word.
+    by_lemma : bool
+        Embed and key by lemma (:func:`utils.musiclime.word_forms.lemma_key`: ``'Working'`` ->
+        ``'work'``), what :func:`utils.results.word_maps.plot_word_map` looks up so that a word's
+        inflections share a point; ``False``: the words as given.
 
     Returns
     -------
     dict[str, np.ndarray]
-        word -> float64 vector of shape (hidden,). Deterministic for fixed weights.
+        lemma (or word) -> float64 vector of shape (hidden,). Deterministic for fixed weights.
 
     Raises
     ------
     ValueError
         A word that tokenises to nothing, or a token id outside the embedding matrix.
     """
-    matrix = input_embedding_matrix(model)
-    vectors: dict[str, np.ndarray] = {}
-    for word in dict.fromkeys(words):
-        ids = tokenizer((" " + word) if leading_space else word, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise ValueError(f"word {word!r} gives no tokens")
-        if max(ids) >= len(matrix):
-            raise ValueError(f"word {word!r}: token id {max(ids)} outside the {len(matrix)}-row embedding matrix")
-        vectors[word] = matrix[ids].astype(np.float64).mean(axis=0)
-    if not vectors:
-        raise ValueError("no words to embed")
-    return vectors
+    from utils.results.word_vectors import lemmas, token_mean_vectors
+
+    words = lemmas(words) if by_lemma else list(words)
+    return token_mean_vectors(input_embedding_matrix(model), tokenizer, words, leading_space)
