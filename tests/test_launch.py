@@ -238,3 +238,72 @@ def test_torchrun_runs_one_process_per_rank_and_merges(small_corpus, tmp_path):
             main(args[3:] + ["--records", str(tmp_path / "x.jsonl"), "--shard", "1/2"])
         finally:
             del os.environ["RANK"], os.environ["WORLD_SIZE"]
+
+
+# ---------------------------------------------------------------- the benchmarks' arithmetic
+def test_scale_benchmark_helpers(tmp_path):
+    from utils.scale_benchmark import corpus_view, songs_per_hour, without_timing
+
+    corpus = tmp_path / "corpus"
+    (corpus / "audio").mkdir(parents=True)
+    (corpus / "separations" / "hpss").mkdir(parents=True)
+    (corpus / "test.jsonl").write_text("{}\n")
+    view = corpus_view(corpus, tmp_path / "view")
+    assert sorted(p.name for p in view.iterdir()) == ["audio", "test.jsonl"]     # no separation cache
+    assert (view / "audio").resolve() == (corpus / "audio").resolve()
+    with pytest.raises(FileNotFoundError, match="no test.jsonl"):
+        corpus_view(tmp_path / "not-a-corpus", tmp_path / "v3")
+    assert songs_per_hour(20, 90.0) == 800.0
+    assert without_timing([{"id": "a", "seconds": 3, "settings": {"wall": 1, "seed": 2}}]) == \
+        [{"id": "a", "settings": {"seed": 2}}]
+
+
+def test_paper_cost_flops_and_projection():
+    import torch
+
+    from utils.config import get_profile
+    from utils.model_related.models import build_model
+    from utils.paper_cost import GPUS, encoder_flops, paper_cost_markdown, project
+
+    profile = get_profile("tiny")
+    torch.manual_seed(0)
+    model = build_model("multimodal", profile, 9, vocab_size=200).eval()
+    flops = encoder_flops(model, torch.zeros(1, model.audio_encoder.config.max_length,
+                                             model.audio_encoder.config.num_mel_bins),
+                          torch.ones(1, 16, dtype=torch.long), torch.ones(1, 16, dtype=torch.long))
+    width = model.audio_encoder.config.hidden_size + model.lyrics_encoder.config.hidden_size
+    assert flops["head"] == 2 * width * 9                      # one Linear(width, 9) on one row
+    text = model.lyrics_encoder.config
+    per_layer = 2 * 16 * (4 * text.hidden_size ** 2 + 2 * text.hidden_size * text.intermediate_size) \
+        + 2 * 2 * 16 * 16 * text.hidden_size                   # projections + feed-forward, then QK^T and AV
+    pooler = 2 * text.hidden_size ** 2
+    assert flops["text_encoder"] == text.num_hidden_layers * per_layer + pooler
+    assert flops["audio_encoder"] > flops["text_encoder"] > 0
+
+    per_row = {"composition": 0.001, "audio_features": 0.05, "text_features": 0.002, "audio_encoder": 0.5,
+               "text_encoder": 0.5, "head": 0.0, "surrogate": 0.0001}
+    results = {"flops_per_row": {"audio_encoder": 2e11, "text_encoder": 1.5e11, "head": 0.0},
+               "fast": {"per_row": per_row, "seconds": {k: 50 * v for k, v in per_row.items()}, "wall": 50.2,
+                        "outside_model_share": 0.004},
+               "authors_loop": {"per_row": {"composition": 0.01, "features": 0.2, "model": 1.0, "surrogate": 0.0001},
+                                "seconds": {"composition": 0.5, "features": 10.0, "model": 50.0, "surrogate": 0.005},
+                                "wall": 60.5, "outside_model_share": 0.17},
+               "separation_s": {"oracle_load": 0.1, "hpss": 4.0},
+               "audio_features": {"setup": 2.0, "rows": 0.05, "per_row": 0.001, "method": "table"}, "profile": "paper", "device": "cpu",
+               "machine": {"cpu_count": 2, "torch_threads": 2, "load_average": [1.0]}, "song": "s", "clip_samples": 1,
+               "sample_rate": 44100, "n_audio": 40, "n_words": 30, "max_tokens": 256, "num_samples": 50,
+               "authors_rows": 50, "chunk_size": 8}
+    p = project(results, mfu=0.5, songs=100)
+    h100 = p["gpus"]["H100 SXM (bf16 dense, 989 TFLOP/s)"]
+    model_s = 5000 * 3.5e11 / (GPUS["H100 SXM (bf16 dense, 989 TFLOP/s)"] * 0.5)
+    assert h100["model_s"] == pytest.approx(model_s)
+    cpu_side = 2.0 + 5000 * (0.001 + 0.002 + 0.001)            # set-up once; composition, text, audio per row
+    assert h100["explanation_s"]["fast, CPU-side phases as measured"] == pytest.approx(model_s + cpu_side + 0.5)
+    authors = h100["explanation_s"]["authors' loop (features per clip on the CPU)"]
+    assert authors == pytest.approx(model_s + 5000 * 0.2101)
+    assert h100["global_run_gpu_hours_prefetch"]["fast, CPU-side phases as measured"] == pytest.approx(
+        100 * max(model_s + cpu_side + 0.5, 4.0) / 3600)
+    assert p["measured_model_tflops"] == pytest.approx(3.5e11 / 1.0 / 1e12)
+    results["projection"] = p
+    text = paper_cost_markdown(results)
+    assert "| audio features (set-up + rows) | 2.50 | 50.0 | 10.00 | 200.0 |" in text and "Assumptions: the model runs at" in text

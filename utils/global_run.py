@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from utils.config import KIND_MODES, MODEL_KINDS, MODES, PROFILES, SEPARATORS, TASKS
@@ -97,6 +98,7 @@ def _explain_main(argv: list[str]) -> int:
     profile = get_profile(args.profile)
     mode = args.mode or KIND_MODES[args.kind][0]
     run_dir = args.run_dir or f"runs/{args.profile}"
+    tick = time.perf_counter()
     records = global_explain(profile, args.task, args.kind, mode, args.records, split=args.split,
                              corpus_dir=args.corpus_dir, run_dir=run_dir, num_samples=args.num_samples,
                              seed=args.seed, batch_size=args.batch_size, separator=args.separator, shard=shard,
@@ -104,6 +106,7 @@ def _explain_main(argv: list[str]) -> int:
                              on_mismatch="replace" if args.replace_mismatched else "raise", num_threads=args.threads,
                              progress=not args.no_progress, sampling=args.sampling, skip_bad=args.skip_bad,
                              launch=launch, prefetch=not args.no_prefetch)
+    print(f"explain wall: {time.perf_counter() - tick:.3f} s (model load, songs and merge; start-up excluded)")
     if launch is not None and Path(records) != Path(args.records):
         k, n = launch.shard
         print(f"shard {k}/{n} ({launch.source}) complete: {records} ({len(load_records(records, repair=False))} "
