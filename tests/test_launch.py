@@ -18,8 +18,8 @@ import pytest
 
 from utils.global_run import main
 from utils.musiclime.global_explain import run_global, run_launched, shard_of, song_seed
-from utils.musiclime.launch import (Launch, ShardsIncomplete, launch_from_env, merge_shards, shard_count,
-                                    shard_paths)
+from utils.musiclime.launch import (Launch, ShardsIncomplete, launch_device, launch_from_env, merge_shards,
+                                    shard_count, shard_paths)
 from utils.musiclime.records import load_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +54,8 @@ def test_launch_from_env_reads_torchrun_accelerate_and_slurm_arrays():
     both = launch_from_env({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3", "RANK": "1",
                             "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
     assert (both.rank, both.world_size, both.local_rank) == (3, 6, 1) and both.source == "slurm array x torchrun/accelerate"
+    assert launch_device(Launch(1, 2, 1), "cuda") == "cuda:1" and launch_device(Launch(1, 2, 1), "cpu") == "cpu"
+    assert launch_device(None, "cuda") == "cuda"
     with pytest.raises(ValueError, match="only one of RANK and WORLD_SIZE"):
         launch_from_env({"RANK": "0"})
     with pytest.raises(ValueError, match="0 <= RANK < WORLD_SIZE"):
