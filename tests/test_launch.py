@@ -204,6 +204,27 @@ def test_prefetch_overlaps_the_next_song_and_changes_nothing(tmp_path):
     assert [r["id"] for r in load_records(tmp_path / "strict.jsonl")] == ["song00", "song01", "song02"]
 
 
+def test_global_explain_with_and_without_prefetch_writes_the_same_records(small_corpus, tmp_path):
+    import torch
+
+    from utils.config import GENRES, get_profile
+    from utils.model_related.models import build_model
+    from utils.model_related.pipeline import prepare_tokens
+    from utils.musiclime.global_explain import global_explain
+    from utils.musiclime.predict import ModelPredictor
+
+    profile = get_profile("tiny")
+    tokens = prepare_tokens(profile, small_corpus)
+    torch.manual_seed(0)
+    predictor = ModelPredictor(build_model("multimodal", profile, len(GENRES), vocab_size=len(tokens.tokenizer)),
+                               profile, tokens, device="cpu")
+    paths = [global_explain(profile, "genre", "multimodal", "both", tmp_path / f"{prefetch}.jsonl",
+                            corpus_dir=small_corpus, predictor=predictor, num_samples=40, limit=2, progress=False,
+                            prefetch=prefetch, num_threads=1) for prefetch in (True, False)]
+    assert paths[0].read_bytes() == paths[1].read_bytes() and len(load_records(paths[0])) == 2
+    assert "vocals0" in load_records(paths[0])[0]["weights"]
+
+
 # ---------------------------------------------------------------- torchrun, for real
 @pytest.mark.filterwarnings("ignore:num_samples=20 rows")
 def test_torchrun_runs_one_process_per_rank_and_merges(small_corpus, tmp_path):

@@ -8,7 +8,11 @@ Read top to bottom:
    through :func:`utils.musiclime.song.explain_song` and returns its record.
 3. :func:`run_global` -- the runner: appends one record per song to a
    :mod:`utils.musiclime.records` store, skips songs already there (resume after a kill), takes
-   one shard (:func:`parse_shard`, :func:`shard_of`) and shows a tqdm bar with ETA.
+   one shard (:func:`parse_shard`, :func:`shard_of`) and shows a tqdm bar with ETA; the next
+   song's audio is loaded and separated in a background thread (:func:`prepared_items`,
+   :func:`song_components`) while the current one is explained. :func:`run_launched` -- the same
+   as one process of a launched run (torchrun, accelerate, Slurm array;
+   :mod:`utils.musiclime.launch`): its own shard file, merged by the last process to finish.
 4. :func:`global_explain` -- all of it for one trained model: checks the arguments, loads the
    model, stores the run settings (:func:`run_settings`) in every record so that resuming a
    file with other settings is refused, and runs.
@@ -93,8 +97,8 @@ def song_record(predictor, corpus_dir: str | os.PathLike, item: Mapping, profile
     seed_used = song_seed(seed, song_id)
     try:
         explanation = explain_song(predictor, corpus_dir, item, profile, separator=separator, mode=mode,
-                                   factorization=factorization, num_samples=num_samples, batch_size=batch_size, seed=seed_used,
-                                   sampling=sampling, class_names=class_names)
+                                   factorization=factorization, num_samples=num_samples, batch_size=batch_size,
+                                   seed=seed_used, sampling=sampling, class_names=class_names)
     except (ValueError, TypeError) as error:
         raise (ValueError if isinstance(error, ValueError) else TypeError)(f"song {song_id!r}: {error}") from error
     record = explanation.to_record(song_id)
