@@ -101,6 +101,7 @@ def run_paper_cost(num_samples: int = 50, authors_rows: int | None = None, devic
     from utils.musiclime.song import corpus_clip
     from utils.musiclime.spectral import SpectralComposer
     from utils.musiclime.speed import split_mask_columns, time_authors, time_fast
+    from utils.paper_check import _peak_gib
 
     device = resolve_device(device)
     cuda = device.startswith("cuda")
@@ -151,6 +152,7 @@ def run_paper_cost(num_samples: int = 50, authors_rows: int | None = None, devic
     results["surrogate_at_paper_n_s"] = time_surrogate(PAPER_SAMPLES, n_audio + n_words, seed=seed)
     log(f"surrogate at N = {PAPER_SAMPLES}: {results['surrogate_at_paper_n_s']:.2f} s")
     results["projection"] = project(results, mfu=mfu, songs=songs)
+    results["peak_memory_gib"] = _peak_gib()
     return results
 
 
@@ -285,7 +287,8 @@ def paper_cost_markdown(r: dict) -> str:
     lines += [f"| **wall** | {fast['wall']:.2f} | {1000 * fast['wall'] / r['num_samples']:.1f} | {authors['wall']:.2f} "
               f"| {1000 * authors['wall'] / r['authors_rows']:.1f} |", "",
               f"Share of the explanation's time outside the model: fast path {fast['outside_model_share']:.1%}, "
-              f"authors' loop {authors['outside_model_share']:.1%}. The surrogate (masks, distances, lime's ridge) "
+              f"authors' loop {authors['outside_model_share']:.1%}. Peak resident memory "
+              f"{r.get('peak_memory_gib', float('nan')):.1f} GiB. The surrogate (masks, distances, lime's ridge) "
               f"at N = {PAPER_SAMPLES:,}: {r['surrogate_at_paper_n_s']:.2f} s.", "",
               "FLOPs per row (FlopCounterMode: matrix products and attention): "
               + ", ".join(f"{k.replace('_', ' ')} {v / 1e9:.3g} GFLOP" for k, v in r["flops_per_row"].items())
