@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from utils.global_run import main
-from utils.musiclime.global_explain import run_global, run_launched, shard_of, song_seed
+from utils.musiclime.global_explain import run_global, shard_of, song_seed
 from utils.musiclime.launch import (Launch, ShardsIncomplete, launch_device, launch_from_env, merge_shards,
-                                    shard_count, shard_paths)
+                                    run_launched, shard_count, shard_paths)
 from utils.musiclime.records import load_records
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,10 +9,10 @@ Read top to bottom:
 3. :func:`run_global` -- the runner: appends one record per song to a
    :mod:`utils.musiclime.records` store, skips songs already there (resume after a kill), takes
    one shard (:func:`parse_shard`, :func:`shard_of`) and shows a tqdm bar with ETA; the next
-   song's audio is loaded and separated in a background thread (:func:`prepared_items`,
-   :func:`song_components`) while the current one is explained. :func:`run_launched` -- the same
-   as one process of a launched run (torchrun, accelerate, Slurm array;
-   :mod:`utils.musiclime.launch`): its own shard file, merged by the last process to finish.
+   song's audio is loaded and separated in a background thread (:func:`song_components`,
+   :mod:`utils.musiclime.prefetch`) while the current one is explained. As one process of a
+   launched run (torchrun, accelerate, Slurm array), :func:`utils.musiclime.launch.run_launched`
+   runs it on that process's shard file; the last process to finish merges.
 4. :func:`global_explain` -- all of it for one trained model: checks the arguments, loads the
    model, stores the run settings (:func:`run_settings`) in every record so that resuming a
    file with other settings is refused, and runs.
@@ -32,7 +32,7 @@ import warnings
 import zlib
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,6 @@ from utils.io import check_id, exclusive, file_sha256, json_default
 from utils.musiclime.sampling import SAMPLING
 from utils.musiclime.records import append_record, load_records, settings_conflict
 from utils.musiclime.song import explain_song, make_separator
-
 
 
 # ---------------------------------------------------------------- 1. songs
@@ -188,7 +187,7 @@ def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping
         count as the song's (``skip_bad`` included).
     prefetch : bool
         Run ``prepare_fn`` for the next song in one background thread while the current song is
-        explained (:func:`prepared_items`); the records are the same either way.
+        explained (:func:`utils.musiclime.prefetch.prepared_items`); the records are the same either way.
 
     The file is locked (:func:`utils.io.exclusive`) for the whole run: a second process writing
     the same records file is refused with :class:`utils.io.BusyError`.
@@ -236,32 +235,6 @@ SKIPPABLE = (ValueError, TypeError, OSError)
 a missing file an OSError). Anything else (out of memory, a bug) still stops the run."""
 
 
-def prepared_items(pending: Sequence[tuple[str, Mapping]], prepare_fn: Callable[[Mapping], Any] | None,
-                   prefetch: bool = True) -> Iterator[tuple[str, Mapping, Callable[[], Any]]]:
-    """``(song_id, item, get)`` for each pending song; ``get()`` returns ``prepare_fn(item)`` or raises its error.
-
-    With ``prefetch``, one worker thread (``concurrent.futures.ThreadPoolExecutor(max_workers=1)``,
-    the standard library's) prepares song ``i + 1`` while the caller works on song ``i``: one song
-    ahead, so at most two songs' audio are in memory. The work and its order are the same as
-    without prefetch; only the wall time changes. Leaving early cancels the queued preparation.
-    """
-    if prepare_fn is None or not prefetch:
-        for song_id, item in pending:
-            yield song_id, item, (lambda item=item: prepare_fn(item) if prepare_fn is not None else None)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
-    try:
-        future = pool.submit(prepare_fn, pending[0][1]) if pending else None
-        for position, (song_id, item) in enumerate(pending):
-            following = pool.submit(prepare_fn, pending[position + 1][1]) if position + 1 < len(pending) else None
-            yield song_id, item, future.result
-            future = following
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _explain_missing(mine, done: dict, explain_fn, records_path: Path, settings: dict, skip_bad: bool,
                      desc: str, progress: bool, prepare_fn=None, prefetch: bool = True) -> None:
     """Explain the songs of ``mine`` not in ``done``, appending each record (and adding it to ``done``)."""
@@ -271,6 +244,8 @@ def _explain_missing(mine, done: dict, explain_fn, records_path: Path, settings:
     pending = [(song_id, item) for song_id, item in mine if song_id not in done]
     with tqdm(total=len(mine), initial=already, desc=f"global run, {desc}", unit="song",
               disable=not progress) as bar:
+        from utils.musiclime.prefetch import prepared_items
+
         with closing(prepared_items(pending, prepare_fn, prefetch)) as stream:
             _explain_stream(stream, done, explain_fn, prepare_fn, records_path, settings, skip_bad, bar)
 
@@ -293,34 +268,6 @@ def _explain_stream(stream, done, explain_fn, prepare_fn, records_path, settings
         append_record(records_path, record)
         done[song_id] = record
         bar.update(1)
-
-
-def run_launched(items: Iterable[Mapping], explain_fn: Callable, records_path: str | os.PathLike, launch,
-                 settings: Mapping | None = None, **options) -> Path:
-    """:func:`run_global` as one process of a launched run (:mod:`utils.musiclime.launch`).
-
-    This process explains shard ``launch.shard`` into its own file beside ``records_path``
-    (:func:`utils.musiclime.launch.shard_paths`, resumable as any records file), marks it complete,
-    and the last process to finish merges every shard into ``records_path``: the records a single
-    process writes, in the same order, byte for byte. ``options`` go to :func:`run_global`.
-
-    Returns
-    -------
-    Path
-        ``records_path`` when this process merged (or found the merge done), else its shard file.
-    """
-    from utils.musiclime.launch import check_start, finish_shard, shard_paths
-
-    items = list(items)
-    k, n = launch.shard
-    song_ids = [_item_id(item, position) for position, item in enumerate(items)]
-    shard_file, marker = shard_paths(records_path, k, n)
-    check_start(records_path, n, song_ids)
-    marker.unlink(missing_ok=True)          # complete again only when this run's shard is
-    records = run_global(items, explain_fn, shard_file, shard=(k, n), settings=settings, **options)
-    shard_file.touch(exist_ok=True)         # an idle rank (more ranks than songs) leaves an empty, complete shard
-    merged = finish_shard(records_path, k, n, song_ids, [r["id"] for r in records], settings or {})
-    return Path(records_path) if merged is not None else shard_file
 
 
 # ---------------------------------------------------------------- 4. one model's run
@@ -395,11 +342,11 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
     launch : :class:`utils.musiclime.launch.Launch`, optional
         This process's place in a launched run (:func:`utils.musiclime.launch.launch_from_env`):
         explain its shard into its own file, and merge into ``records_path`` when it finishes last
-        (:func:`run_launched`). ``shard`` must then be None. On CUDA the model runs on
-        ``cuda:<local_rank>``.
+        (:func:`utils.musiclime.launch.run_launched`). ``shard`` must then be None. On CUDA the
+        model runs on ``cuda:<local_rank>``.
     prefetch : bool
         Load and separate the next song in a background thread while this one is explained
-        (:func:`prepared_items`; same records). False: one thing at a time.
+        (:func:`utils.musiclime.prefetch.prepared_items`; same records). False: one thing at a time.
 
     Returns
     -------
@@ -446,6 +393,8 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
         options = dict(settings=settings, progress=progress, skip_bad=skip_bad, prefetch=prefetch,
                        prepare_fn=None if audio_separator is None else prepare_fn)
         if launch is not None:
+            from utils.musiclime.launch import run_launched
+
             return run_launched(songs.to_dict("records"), explain_fn, records_path, launch, **options)
         run_global(songs.to_dict("records"), explain_fn, records_path, shard=shard, **options)
     finally:

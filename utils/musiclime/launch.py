@@ -23,6 +23,7 @@ Read top to bottom:
    never share a process group, and a rank that dies must not leave the others hanging; with
    markers a rerun of the dead rank resumes its shard and then merges. The marker is written
    before the lock is taken, so whichever process writes the last marker sees all of them.
+5. :func:`run_launched` -- one process of a launched run: its shard, then :func:`finish_shard`.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from utils.io import atomic_write, atomic_write_json, file_sha256, json_default, jsonl_line
 
@@ -301,3 +302,33 @@ def finish_shard(records: str | os.PathLike, k: int, n: int, song_ids: Sequence[
         if missing_shards(records, n):
             return None
         return merge_shards(records, n)
+
+
+# ---------------------------------------------------------------- 5. one process of a launched run
+def run_launched(items: Iterable[Mapping], explain_fn: Callable, records_path: str | os.PathLike, launch,
+                 settings: Mapping | None = None, **options) -> Path:
+    """:func:`utils.musiclime.global_explain.run_global` as one process (``launch``, a :class:`Launch`)
+    of a launched run.
+
+    This process explains shard ``launch.shard`` into its own file beside ``records_path``
+    (:func:`shard_paths`, resumable as any records file), marks it complete, and the last process
+    to finish merges every shard into ``records_path``: the records a single process writes, in
+    the same order, byte for byte. ``options`` go to ``run_global``.
+
+    Returns
+    -------
+    Path
+        ``records_path`` when this process merged (or found the merge done), else its shard file.
+    """
+    from utils.musiclime.global_explain import _item_id, run_global
+
+    items = list(items)
+    k, n = launch.shard
+    song_ids = [_item_id(item, position) for position, item in enumerate(items)]
+    shard_file, marker = shard_paths(records_path, k, n)
+    check_start(records_path, n, song_ids)
+    marker.unlink(missing_ok=True)          # complete again only when this run's shard is
+    records = run_global(items, explain_fn, shard_file, shard=(k, n), settings=settings, **options)
+    shard_file.touch(exist_ok=True)         # an idle rank (more ranks than songs) leaves an empty, complete shard
+    merged = finish_shard(records_path, k, n, song_ids, [r["id"] for r in records], settings or {})
+    return Path(records_path) if merged is not None else shard_file
