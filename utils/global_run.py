@@ -7,23 +7,34 @@
         [--measures results/global/genre_multimodal_both.csv]
     python -m utils.global_run merge --task genre --records shard1.jsonl shard2.jsonl ... \\
         --out results/global/genre_multimodal_both.csv [--merged-records all.jsonl] [--merge-case]
+    torchrun --standalone --nproc_per_node 4 -m utils.global_run explain ... --records R.jsonl
+    accelerate launch --num_processes 4 -m utils.global_run explain ... --records R.jsonl
+    python -m utils.global_run merge --shards-of R.jsonl      # a launched run's shards, by hand
 
 The first explains with :func:`utils.musiclime.global_explain.global_explain` (append-only,
 resumable after a kill, shardable) and, for an unsharded run, writes the measures table; the
 second merges record files (e.g. one per shard) with
 :func:`utils.musiclime.records.aggregate_records` and writes the measures table as CSV.
+
+Under a launcher (torchrun, ``accelerate launch``, a Slurm array with ``--shard auto``) each
+process explains its shard into ``R.shard{k}of{n}.jsonl`` and the last one to finish merges them
+into ``R.jsonl`` (the records one process writes) and writes the measures table
+(:mod:`utils.musiclime.launch`). ``merge --shards-of R.jsonl`` does that merge by hand and
+refuses while a shard is missing or incomplete.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from utils.config import KIND_MODES, MODEL_KINDS, MODES, PROFILES, SEPARATORS, TASKS
 from utils.io import refuse_clobber
 from utils.musiclime.aggregate import write_measures
 from utils.musiclime.global_explain import global_explain
+from utils.musiclime.launch import launch_from_env, merge_shards, missing_shards, shard_count
 from utils.musiclime.records import aggregate_records, append_record, load_records, merge_records
 from utils.musiclime.sampling import SAMPLING
 
@@ -53,7 +64,11 @@ def _explain_main(argv: list[str]) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--num-samples", type=int, default=None, help="default: the profile's explain_samples")
     parser.add_argument("--records", required=True, help="JSON-lines record file (resumed when it exists)")
-    parser.add_argument("--shard", default=None, help="k/n: explain only shard k of n")
+    parser.add_argument("--shard", default=None,
+                        help="k/n: explain only shard k of n into --records; 'auto': this process's shard from "
+                             "the launcher (RANK/WORLD_SIZE of torchrun or accelerate, SLURM_ARRAY_TASK_ID/COUNT "
+                             "of a Slurm array) into its own file, merged into --records by the last to finish. "
+                             "Default: auto under a launcher of more than one process")
     parser.add_argument("--limit", type=int, default=None, help="only the first N songs")
     parser.add_argument("--songs-per-class", type=int, default=None, help="only the first K songs of each class")
     parser.add_argument("--separator", default=None, choices=list(SEPARATORS), help="default: the profile's")
@@ -73,19 +88,31 @@ def _explain_main(argv: list[str]) -> int:
                              "(multimodal model in both mode: a tenth of the encoder passes)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip a song that cannot be read (recorded with its reason) instead of stopping")
+    parser.add_argument("--no-prefetch", action="store_true",
+                        help="do not load and separate the next song in a background thread during this one")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    measures_path = args.measures or (None if args.shard else default_measures_path(args.records))
+    launch, shard = _launch(args.shard)
+    measures_path = args.measures or (None if shard else default_measures_path(args.records))
     refuse_clobber({"--measures": measures_path}, {"--records": args.records})
     profile = get_profile(args.profile)
     mode = args.mode or KIND_MODES[args.kind][0]
     run_dir = args.run_dir or f"runs/{args.profile}"
+    tick = time.perf_counter()
     records = global_explain(profile, args.task, args.kind, mode, args.records, split=args.split,
                              corpus_dir=args.corpus_dir, run_dir=run_dir, num_samples=args.num_samples,
-                             seed=args.seed, batch_size=args.batch_size, separator=args.separator, shard=args.shard,
+                             seed=args.seed, batch_size=args.batch_size, separator=args.separator, shard=shard,
                              songs_per_class=args.songs_per_class, limit=args.limit,
                              on_mismatch="replace" if args.replace_mismatched else "raise", num_threads=args.threads,
-                             progress=not args.no_progress, sampling=args.sampling, skip_bad=args.skip_bad)
+                             progress=not args.no_progress, sampling=args.sampling, skip_bad=args.skip_bad,
+                             launch=launch, prefetch=not args.no_prefetch)
+    print(f"explain wall: {time.perf_counter() - tick:.3f} s (model load, songs and merge; start-up excluded)")
+    if launch is not None and Path(records) != Path(args.records):
+        k, n = launch.shard
+        print(f"shard {k}/{n} ({launch.source}) complete: {records} ({len(load_records(records, repair=False))} "
+              f"songs); shards {missing_shards(args.records, n)} still running: the last to finish merges into "
+              f"{args.records}")
+        return 0
     stored = load_records(records, repair=False)
     skipped = [r["id"] for r in stored if "skipped" in r]
     print(f"records: {records} ({len(stored)} songs" + (f", {len(skipped)} skipped: {skipped[:10]}" if skipped
@@ -96,16 +123,47 @@ def _explain_main(argv: list[str]) -> int:
     return 0
 
 
+def _launch(shard: str | None):
+    """``(launch, shard)``: a :class:`utils.musiclime.launch.Launch` for ``--shard auto`` (or none given)
+    under a launcher of several processes, else ``(None, shard)``."""
+    found = launch_from_env()
+    if shard not in (None, "auto"):
+        if found is not None and found.world_size > 1:
+            raise SystemExit(f"--shard {shard} under a launcher of {found.world_size} processes ({found.source}) "
+                             "would make every process explain the same shard; give --shard auto (or none)")
+        return None, shard
+    if found is None or found.world_size == 1:
+        return None, None
+    return found, None
+
+
 def _merge_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.global_run merge",
                                      description="Merge record files (shards) and write the measures table (CSV).")
-    parser.add_argument("--records", nargs="+", required=True, help="record files of one run (e.g. its shards)")
-    parser.add_argument("--out", required=True, help="CSV of the measures table")
+    sources = parser.add_mutually_exclusive_group(required=True)
+    sources.add_argument("--records", nargs="+", help="record files of one run (e.g. its shards)")
+    sources.add_argument("--shards-of", default=None, metavar="RECORDS",
+                         help="merge the shards of a launched run (RECORDS.shard{k}of{n}.jsonl) into RECORDS, "
+                              "refusing while one is missing or incomplete")
+    parser.add_argument("--world-size", type=int, default=None,
+                        help="with --shards-of: the number of shards (default: from the shard files found)")
+    parser.add_argument("--out", default=None,
+                        help="CSV of the measures table (required with --records; with --shards-of default: as an "
+                             "unsharded explain run)")
     parser.add_argument("--task", default=None, choices=sorted(TASKS),
                         help="class names of this task (default: the class_names stored in the records)")
     parser.add_argument("--merged-records", default=None, help="also write the merged records here (JSON lines)")
     parser.add_argument("--merge-case", action="store_true", help="merge words differing only in case")
     args = parser.parse_args(argv)
+    if args.shards_of:
+        if args.merged_records:
+            parser.error("--merged-records goes with --records; --shards-of writes the merged records to RECORDS")
+        n = args.world_size or shard_count(args.shards_of)
+        args.records = [str(merge_shards(args.shards_of, n))]
+        print(f"merged records: {args.records[0]} ({n} shards)")
+        args.out = args.out or str(default_measures_path(args.shards_of))
+    elif args.out is None:
+        parser.error("--out is required with --records")
     refuse_clobber({"--out": args.out, "--merged-records": args.merged_records}, {"--records": args.records})
     refuse_clobber({"--merged-records": args.merged_records}, {"--out": args.out})
     records = merge_records(args.records)

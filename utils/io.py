@@ -307,13 +307,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 
 # ---------------------------------------------------------------- append-only JSON lines
+def jsonl_line(record: Mapping) -> bytes:
+    """One record as :func:`append_jsonl` writes it: sorted keys, UTF-8, newline-terminated bytes."""
+    return (json.dumps(record, sort_keys=True, ensure_ascii=False, default=json_default) + "\n").encode("utf-8")
+
+
 def append_jsonl(path: str | os.PathLike, record: Mapping) -> None:
     """Append one record as one JSON line: a single ``os.write`` of the whole line, then ``fsync``.
 
     Keys are sorted, so the same record always gives the same bytes. A process killed during
     the call leaves either nothing or a partial last line without its newline.
     """
-    line = (json.dumps(record, sort_keys=True, ensure_ascii=False, default=json_default) + "\n").encode("utf-8")
+    line = jsonl_line(record)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(os.fspath(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

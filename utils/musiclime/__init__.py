@@ -24,6 +24,8 @@ Runs (notebooks 09 and 10, the explain command, global runs):
 * ``aggregate`` -- global measures W, C, I_LIME, I_AVG, I_H and modality / stem shares;
 * ``records`` -- the append-only record store of a global run, merging, records -> measures;
 * ``global_explain`` -- a global run: every song of a split, resumable and sharded;
+* ``launch`` -- a global run under torchrun / accelerate / a Slurm array: one shard per process, merged;
+* ``prefetch`` -- the next song loaded and separated in a background thread during this one;
 * ``report`` -- one explanation as a self-contained HTML page.
 """
 # core: separation, factorization, explainer, explanation, predict

@@ -8,7 +8,11 @@ Read top to bottom:
    through :func:`utils.musiclime.song.explain_song` and returns its record.
 3. :func:`run_global` -- the runner: appends one record per song to a
    :mod:`utils.musiclime.records` store, skips songs already there (resume after a kill), takes
-   one shard (:func:`parse_shard`, :func:`shard_of`) and shows a tqdm bar with ETA.
+   one shard (:func:`parse_shard`, :func:`shard_of`) and shows a tqdm bar with ETA; the next
+   song's audio is loaded and separated in a background thread (:func:`song_components`,
+   :mod:`utils.musiclime.prefetch`) while the current one is explained. As one process of a
+   launched run (torchrun, accelerate, Slurm array), :func:`utils.musiclime.launch.run_launched`
+   runs it on that process's shard file; the last process to finish merges.
 4. :func:`global_explain` -- all of it for one trained model: checks the arguments, loads the
    model, stores the run settings (:func:`run_settings`) in every record so that resuming a
    file with other settings is refused, and runs.
@@ -26,8 +30,9 @@ import json
 import os
 import warnings
 import zlib
+from contextlib import closing
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -37,7 +42,6 @@ from utils.io import check_id, exclusive, file_sha256, json_default
 from utils.musiclime.sampling import SAMPLING
 from utils.musiclime.records import append_record, load_records, settings_conflict
 from utils.musiclime.song import explain_song, make_separator
-
 
 
 # ---------------------------------------------------------------- 1. songs
@@ -78,20 +82,22 @@ def song_seed(seed: int, song_id: str) -> int:
 # ---------------------------------------------------------------- 2. one song
 def song_record(predictor, corpus_dir: str | os.PathLike, item: Mapping, profile: Profile, *, separator,
                 task: str, mode: str, num_samples: int, seed: int, batch_size: int = 250,
-                sampling: str = "iid") -> dict:
+                sampling: str = "iid", factorization=None) -> dict:
     """Explain one song's predicted class (:func:`utils.musiclime.song.explain_song`); returns its record.
 
     The explainer seed is :func:`song_seed` ``(seed, id)``. The record is
     :meth:`utils.musiclime.explanation.Explanation.to_record` plus ``song_seed`` (the seed used)
     and, when ``item`` carries a valid label, ``true_label`` (class index). Errors name the song.
+    ``factorization``: the song's audio components when already made (:func:`song_components`,
+    e.g. by the prefetch thread of :func:`run_global`); by default they are made here.
     """
     song_id = str(item["id"])
     class_names = list(TASKS[task])
     seed_used = song_seed(seed, song_id)
     try:
         explanation = explain_song(predictor, corpus_dir, item, profile, separator=separator, mode=mode,
-                                   num_samples=num_samples, batch_size=batch_size, seed=seed_used,
-                                   sampling=sampling, class_names=class_names)
+                                   factorization=factorization, num_samples=num_samples, batch_size=batch_size,
+                                   seed=seed_used, sampling=sampling, class_names=class_names)
     except (ValueError, TypeError) as error:
         raise (ValueError if isinstance(error, ValueError) else TypeError)(f"song {song_id!r}: {error}") from error
     record = explanation.to_record(song_id)
@@ -100,6 +106,18 @@ def song_record(predictor, corpus_dir: str | os.PathLike, item: Mapping, profile
     if true_name in class_names:
         record["true_label"] = class_names.index(true_name)
     return record
+
+
+def song_components(corpus_dir: str | os.PathLike, item: Mapping, profile: Profile, separator):
+    """The audio components of one song (load, separate, segment: :func:`utils.musiclime.song.song_factorization`);
+    a ``ValueError`` / ``TypeError`` names the song. What :func:`run_global` prefetches."""
+    from utils.musiclime.song import song_factorization
+
+    song_id = str(item["id"])
+    try:
+        return song_factorization(corpus_dir, song_id, profile, separator)
+    except (ValueError, TypeError) as error:
+        raise (ValueError if isinstance(error, ValueError) else TypeError)(f"song {song_id!r}: {error}") from error
 
 
 # ---------------------------------------------------------------- 3. the runner
@@ -135,7 +153,8 @@ def _item_id(item, position: int) -> str:
 
 def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping],
                records_path: str | os.PathLike, shard: str | tuple[int, int] | None = None,
-               settings: Mapping | None = None, progress: bool = True, skip_bad: bool = False) -> list[dict]:
+               settings: Mapping | None = None, progress: bool = True, skip_bad: bool = False,
+               prepare_fn: Callable[[Mapping], Any] | None = None, prefetch: bool = True) -> list[dict]:
     """Explain every item of this shard once, appending one record per song; resumable.
 
     Parameters
@@ -162,6 +181,13 @@ def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping
         "skipped": reason, "settings"}`` and the run goes on (a warning gives the count at the
         end; the aggregate leaves skipped songs out; a rerun does not retry them). Default: the
         error stops the run (it names the song).
+    prepare_fn : callable, optional
+        ``prepare_fn(item) -> prepared`` (e.g. load and separate the audio, :func:`song_components`);
+        then ``explain_fn(item, prepared)`` is called instead of ``explain_fn(item)``. Its errors
+        count as the song's (``skip_bad`` included).
+    prefetch : bool
+        Run ``prepare_fn`` for the next song in one background thread while the current song is
+        explained (:func:`utils.musiclime.prefetch.prepared_items`); the records are the same either way.
 
     The file is locked (:func:`utils.io.exclusive`) for the whole run: a second process writing
     the same records file is refused with :class:`utils.io.BusyError`.
@@ -181,7 +207,8 @@ def run_global(items: Iterable[Mapping], explain_fn: Callable[[Mapping], Mapping
         conflict = settings_conflict(done.values(), settings)
         if conflict:
             raise ValueError(f"{records_path}: {conflict}; use another records file")
-        _explain_missing(mine, done, explain_fn, records_path, settings, skip_bad, f"shard {k}/{n}", progress)
+        _explain_missing(mine, done, explain_fn, records_path, settings, skip_bad, f"shard {k}/{n}", progress,
+                         prepare_fn, prefetch)
     skipped = [song_id for song_id, _ in mine if "skipped" in done[song_id]]
     if skipped:
         warnings.warn(f"{records_path}: {len(skipped)} of {len(mine)} songs skipped (unreadable), e.g. "
@@ -209,32 +236,38 @@ a missing file an OSError). Anything else (out of memory, a bug) still stops the
 
 
 def _explain_missing(mine, done: dict, explain_fn, records_path: Path, settings: dict, skip_bad: bool,
-                     desc: str, progress: bool) -> None:
+                     desc: str, progress: bool, prepare_fn=None, prefetch: bool = True) -> None:
     """Explain the songs of ``mine`` not in ``done``, appending each record (and adding it to ``done``)."""
     from tqdm.auto import tqdm
 
     already = sum(song_id in done for song_id, _ in mine)
+    pending = [(song_id, item) for song_id, item in mine if song_id not in done]
     with tqdm(total=len(mine), initial=already, desc=f"global run, {desc}", unit="song",
               disable=not progress) as bar:
-        for song_id, item in mine:
-            if song_id in done:
-                continue
-            try:
-                record = dict(explain_fn(item))
-            except SKIPPABLE as error:
-                if not skip_bad:
-                    raise
-                record = {"id": song_id, "skipped": f"{type(error).__name__}: {error}"[:500]}
-            record.setdefault("id", song_id)
-            if record["id"] != song_id:
-                raise ValueError(f"explain_fn returned id {record['id']!r} for item {song_id!r}")
-            if settings:
-                record["settings"] = {**(record.get("settings") or {}), **settings}
-            # normalise numpy types now so the in-memory record equals the stored one
-            record = json.loads(json.dumps(record, sort_keys=True, default=json_default))
-            append_record(records_path, record)
-            done[song_id] = record
-            bar.update(1)
+        from utils.musiclime.prefetch import prepared_items
+
+        with closing(prepared_items(pending, prepare_fn, prefetch)) as stream:
+            _explain_stream(stream, done, explain_fn, prepare_fn, records_path, settings, skip_bad, bar)
+
+
+def _explain_stream(stream, done, explain_fn, prepare_fn, records_path, settings, skip_bad, bar) -> None:
+    for song_id, item, prepared in stream:
+        try:
+            record = dict(explain_fn(item) if prepare_fn is None else explain_fn(item, prepared()))
+        except SKIPPABLE as error:
+            if not skip_bad:
+                raise
+            record = {"id": song_id, "skipped": f"{type(error).__name__}: {error}"[:500]}
+        record.setdefault("id", song_id)
+        if record["id"] != song_id:
+            raise ValueError(f"explain_fn returned id {record['id']!r} for item {song_id!r}")
+        if settings:
+            record["settings"] = {**(record.get("settings") or {}), **settings}
+        # normalise numpy types now so the in-memory record equals the stored one
+        record = json.loads(json.dumps(record, sort_keys=True, default=json_default))
+        append_record(records_path, record)
+        done[song_id] = record
+        bar.update(1)
 
 
 # ---------------------------------------------------------------- 4. one model's run
@@ -254,7 +287,7 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
                    separator: str | None = None, shard: str | tuple[int, int] | None = None,
                    songs_per_class: int | None = None, limit: int | None = None, predictor=None,
                    on_mismatch: str = "raise", num_threads: int | None = None, progress: bool = True,
-                   sampling: str = "iid", skip_bad: bool = False) -> Path:
+                   sampling: str = "iid", skip_bad: bool = False, launch=None, prefetch: bool = True) -> Path:
     """Explain every selected song of ``split`` with MusicLIME into ``records_path``; resumable.
 
     Parameters
@@ -306,11 +339,19 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
         ``'both'`` mode only, a tenth of the encoder passes. Stored in the settings.
     skip_bad : bool
         Skip (and record, :func:`run_global`) a song that cannot be explained, instead of stopping.
+    launch : :class:`utils.musiclime.launch.Launch`, optional
+        This process's place in a launched run (:func:`utils.musiclime.launch.launch_from_env`):
+        explain its shard into its own file, and merge into ``records_path`` when it finishes last
+        (:func:`utils.musiclime.launch.run_launched`). ``shard`` must then be None. On CUDA the
+        model runs on ``cuda:<local_rank>``.
+    prefetch : bool
+        Load and separate the next song in a background thread while this one is explained
+        (:func:`utils.musiclime.prefetch.prepared_items`; same records). False: one thing at a time.
 
     Returns
     -------
     Path
-        ``records_path``.
+        ``records_path`` (launched: when this process merged; else its shard file).
     """
     from utils.dataset_related.splits import read_split
 
@@ -321,17 +362,27 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
     num_samples = int(num_samples or profile.explain_samples)
     corpus_dir, records_path = Path(corpus_dir), Path(records_path)
     songs = select_songs(read_split(corpus_dir, split), task, songs_per_class, limit)   # ids checked first
+    if launch is not None:
+        from utils.musiclime.launch import launch_device
+
+        if shard is not None:
+            raise ValueError(f"give shard= or launch=, not both (shard={shard!r}, launch {launch.shard})")
+        profile = profile.replace(device=launch_device(launch, profile.device))
     predictor, model_sha256 = _run_predictor(predictor, run_dir, task, kind, profile, corpus_dir)
     settings = run_settings(profile, task, kind, mode, split, num_samples, seed, separator, model_sha256,
                             sampling)
     _resumable(records_path, settings, on_mismatch)
     audio_separator = None if kind == "lyrics" else make_separator(
-        separator, corpus_dir, None if separator == "oracle" else corpus_dir / "separations" / separator)
+        separator, corpus_dir, None if separator == "oracle" else corpus_dir / "separations" / separator,
+        device=profile.device)
 
-    def explain_fn(item: Mapping) -> dict:
+    def prepare_fn(item: Mapping):
+        return song_components(corpus_dir, item, profile, audio_separator)
+
+    def explain_fn(item: Mapping, factorization=None) -> dict:
         return song_record(predictor, corpus_dir, item, profile, separator=audio_separator, task=task,
                            mode=mode, num_samples=num_samples, seed=seed, batch_size=batch_size,
-                           sampling=sampling)
+                           sampling=sampling, factorization=factorization)
 
     import torch
 
@@ -339,8 +390,13 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))
     try:
-        run_global(songs.to_dict("records"), explain_fn, records_path, shard=shard, settings=settings,
-                   progress=progress, skip_bad=skip_bad)
+        options = dict(settings=settings, progress=progress, skip_bad=skip_bad, prefetch=prefetch,
+                       prepare_fn=None if audio_separator is None else prepare_fn)
+        if launch is not None:
+            from utils.musiclime.launch import run_launched
+
+            return run_launched(songs.to_dict("records"), explain_fn, records_path, launch, **options)
+        run_global(songs.to_dict("records"), explain_fn, records_path, shard=shard, **options)
     finally:
         torch.set_num_threads(threads_before)
     records_path.touch(exist_ok=True)        # an empty shard still leaves a (mergeable) file

@@ -123,12 +123,13 @@ def corpus_clip(corpus_dir: str | os.PathLike, song_id: str, profile: Profile,
 
 # ---------------------------------------------------------------- components
 def make_separator(name: str, corpus_dir: str | os.PathLike | None = None,
-                   cache_dir: str | os.PathLike | None = None):
+                   cache_dir: str | os.PathLike | None = None, device: str = "cpu"):
     """A :mod:`utils.musiclime.separation` separator by name (:data:`SEPARATORS`).
 
     ``oracle`` reads the synthetic corpus's saved stems (needs ``corpus_dir``; nothing to
     cache). ``hpss`` / ``openunmix`` are wrapped in a ``CachedSeparator`` when ``cache_dir`` is
-    given. Open-Unmix raises ``ImportError`` (or a download error) where it is not available.
+    given; Open-Unmix runs on ``device`` (``'auto'``: CUDA when there is one) and raises
+    ``ImportError`` (or a download error) where it is not available.
     """
     from utils.musiclime.open_unmix import OpenUnmixSeparator
     from utils.musiclime.separation import CachedSeparator, HPSSSeparator, OracleSeparator
@@ -139,7 +140,12 @@ def make_separator(name: str, corpus_dir: str | os.PathLike | None = None,
         if corpus_dir is None:
             raise ValueError("the oracle separator reads a corpus's stems: give corpus_dir")
         return OracleSeparator(corpus_dir)
-    inner = HPSSSeparator() if name == "hpss" else OpenUnmixSeparator()
+    if name == "hpss":
+        inner = HPSSSeparator()
+    else:
+        from utils.config import resolve_device
+
+        inner = OpenUnmixSeparator(device=resolve_device(device))
     return inner if cache_dir is None else CachedSeparator(inner, cache_dir)
 
 
