@@ -287,12 +287,12 @@ def comparison_table(records: Sequence[dict], methods: Sequence[Method] = METHOD
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-def table_markdown(table: pd.DataFrame) -> str:
-    """The comparison table as markdown (AOPCs as mean ± SE)."""
+def table_markdown(table: pd.DataFrame, seeds: int = 3) -> str:
+    """The comparison table as markdown (AOPCs as mean ± SE; ``seeds``: for the stability column's heading)."""
     def number(value, fmt):
         return "–" if value is None or not np.isfinite(value) else format(value, fmt)
 
-    lines = ["| method | planted cue in top 3 | deletion AOPC | insertion AOPC | top-10 stability (3 seeds) | "
+    lines = [f"| method | planted cue in top 3 | deletion AOPC | insertion AOPC | top-10 stability ({seeds} seeds) | "
              "model calls | encoder passes | wall time (s) |", "|---|---|---|---|---|---|---|---|"]
     for row in table.to_dict("records"):
         planted = "–" if not np.isfinite(row["planted_top3"]) else f"{row['planted_top3']:.0%}"
