@@ -164,3 +164,26 @@ def test_compare_song_on_toy_model():
     assert "| MusicLIME antithetic |" in table_markdown(table)
     assert planted_hits([0, 1, 2], ["a", "b", "Word"], ["audio", "audio", "lyrics"],
                         [{"modality": "lyrics", "word": "word"}], k=1) == [True]
+
+
+def test_compare_command_on_a_small_corpus(small_corpus, tmp_path, capsys):
+    import torch
+
+    from utils.compare import main
+    from utils.config import GENRES, get_profile
+    from utils.model_related.models import build_model, save_model
+
+    run_dir = tmp_path / "runs"
+    torch.manual_seed(0)
+    save_model(build_model("audio", get_profile("tiny"), 9), run_dir / "genre" / "audio" / "best", task="genre",
+               class_names=list(GENRES), profile="tiny")
+    common = ["--corpus-dir", str(small_corpus), "--run-dir", str(run_dir), "--kind", "audio", "--songs", "1",
+              "--num-samples", "30", "--seeds", "2", "--batch-size", "64", "--out", str(tmp_path / "out")]
+    assert main(common + ["--methods", "musiclime_crossed", "occlusion"]) == 2
+    error = capsys.readouterr().err
+    assert "MusicLIME crossed" in error and "audio model" in error and not (tmp_path / "out").exists()
+    assert main(common + ["--methods", "musiclime_antithetic", "occlusion", "random"]) == 0
+    table = (tmp_path / "out" / "comparison.csv").read_text()
+    assert "MusicLIME antithetic" in table and "occlusion" in table and "KernelSHAP" not in table
+    assert (tmp_path / "out" / "comparison.png").stat().st_size > 0
+    assert "| random ranking | " in (tmp_path / "out" / "comparison.md").read_text()
