@@ -139,6 +139,17 @@ def test_explain_accepts_options_by_signature():
     assert "kernel" in explain_accepts({"kernel": "locality"}, old_explain)
     assert "auto" in explain_accepts({"num_samples": "auto"}, old_explain)
     assert explain_accepts({"num_samples": "auto", "kernel": "locality"}, new_explain) is None
+
+    def documented_explain(predict_fn, *, num_samples: int = 1000, feature_selection: str = "auto"):
+        """Explain.
+
+        num_samples : int or 'auto'
+            Rows.
+        """
+
+    assert explain_accepts({"num_samples": "auto"}, documented_explain) is None
+    documented_explain.__doc__ = "num_samples : int\n    Rows.\nfeature_selection : 'auto'"
+    assert "auto" in explain_accepts({"num_samples": "auto"}, documented_explain)
     with pytest.raises(ValueError, match="explainer must be"):
         Method("x", "x", "lime")
 

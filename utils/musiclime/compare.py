@@ -16,6 +16,7 @@ over songs (mean and standard error). The command is :mod:`utils.compare`.
 from __future__ import annotations
 
 import inspect
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,8 +77,8 @@ class UnsupportedExplainer(ValueError):
 def explain_accepts(options: dict, explain_fn: Callable | None = None) -> str | None:
     """Why the installed ``explain`` cannot take ``options`` (None: it can).
 
-    An unknown keyword, or a string ``num_samples`` (``"auto"``) while ``explain`` annotates
-    ``num_samples`` as an int only.
+    An unknown keyword, or a string ``num_samples`` (``"auto"``) that ``explain`` neither annotates
+    (``str`` / ``Literal``) nor documents (``num_samples : int or 'auto'`` in its docstring).
     """
     if explain_fn is None:
         from utils.musiclime.explainer import explain as explain_fn
@@ -85,10 +86,12 @@ def explain_accepts(options: dict, explain_fn: Callable | None = None) -> str | 
     unknown = [name for name in options if name not in parameters]
     if unknown:
         return f"explain() takes no {', '.join(map(repr, unknown))} argument yet"
-    if isinstance(options.get("num_samples"), str):
+    value = options.get("num_samples")
+    if isinstance(value, str):
         annotation = str(parameters["num_samples"].annotation)
-        if "str" not in annotation and "Literal" not in annotation:
-            return f"explain() takes no num_samples={options['num_samples']!r} yet (annotated {annotation})"
+        documented = re.search(rf"num_samples\s*:[^\n]*'{re.escape(value)}'", explain_fn.__doc__ or "")
+        if "str" not in annotation and "Literal" not in annotation and not documented:
+            return f"explain() takes no num_samples={value!r} yet"
     return None
 
 
