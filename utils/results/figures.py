@@ -149,7 +149,7 @@ def uncertainty_note(table: pd.DataFrame, cls: str, value: str) -> str:
     note = f"hatched: 95 % bootstrap interval reaches 0 or is wider than {REL_WIDTH:g}x the value"
     songs = too_few_songs(table, cls)
     if songs is not None:
-        note += f"; only {songs} songs (< {MIN_SONGS}): intervals unreliable"
+        note += f"\nonly {songs} songs (< {MIN_SONGS}): too few for the bootstrap, intervals unreliable"
     return "\n" + note
 
 
