@@ -55,7 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--out", default=None, help="output folder")
+    parser.add_argument("--from-songs", default=None,
+                        help="redo the table, CSV and figure from an earlier run's songs.json (no model calls)")
     return parser
+
+
+def write_outputs(records: list[dict], methods, out: Path, heading: str, seeds: int, title: str) -> None:
+    """comparison.md / .csv / .png and songs.json under ``out``."""
+    import matplotlib.pyplot as plt
+
+    table = comparison_table(records, methods)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "comparison.md", heading + table_markdown(table, seeds))
+    table.to_csv(out / "comparison.csv", index=False)
+    atomic_write(out / "songs.json", json.dumps(records, indent=1, default=float))
+    plt.close(plot_comparison(records, methods, save_path=out / "comparison.png", title=title))
+    print(heading + table_markdown(table, seeds))
+    print(f"written: {out}/comparison.md, comparison.csv, comparison.png, songs.json")
 
 
 def _corpus_songs(args):
@@ -117,6 +133,15 @@ def run(args: argparse.Namespace) -> Path:
     """Everything :func:`main` does; returns the output folder."""
     if args.num_samples < 2 or args.seeds < 1 or args.songs < 1:
         raise UsageError("--num-samples must be >= 2, --seeds and --songs >= 1")
+    if args.from_songs:
+        records = json.loads(Path(args.from_songs).read_text())
+        out = Path(args.out or Path(args.from_songs).parent)
+        songs = len({r["song"] for r in records})
+        heading = (f"Comparison on {songs} songs, N = {args.num_samples} rows per MusicLIME / KernelSHAP explanation, "
+                   f"{args.seeds} seeds; AOPC mean ± SE over songs (from {Path(args.from_songs).name}).\n\n")
+        write_outputs(records, METHODS, out, heading, args.seeds,
+                      f"Deletion and insertion curves, {songs} songs, N = {args.num_samples}")
+        return out
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -133,18 +158,10 @@ def run(args: argparse.Namespace) -> Path:
         records += song_records
         print(f"{song_id}: " + ", ".join(f"{r['method']} del {r['deletion_aopc']:.3f} ins {r['insertion_aopc']:.3f}"
                                          for r in song_records), flush=True)
-    table = comparison_table(records, methods)
     heading = (f"Comparison on {description}: N = {args.num_samples} rows per MusicLIME / KernelSHAP explanation, "
                f"{args.seeds} seeds, mode {mode!r}; AOPC mean ± SE over songs.\n\n")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "comparison.md", heading + table_markdown(table, args.seeds))
-    table.to_csv(out / "comparison.csv", index=False)
-    atomic_write(out / "songs.json", json.dumps(records, indent=1, default=float))
-    import matplotlib.pyplot as plt
-    plt.close(plot_comparison(records, methods, save_path=out / "comparison.png",
-                              title=f"Deletion and insertion curves, {description}, N = {args.num_samples}"))
-    print(heading + table_markdown(table, args.seeds))
-    print(f"written: {out}/comparison.md, comparison.csv, comparison.png, songs.json")
+    write_outputs(records, methods, out, heading, args.seeds,
+                  f"Deletion and insertion curves, {description}, N = {args.num_samples}")
     return out
 
 
