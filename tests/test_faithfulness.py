@@ -6,8 +6,8 @@ import pytest
 
 from utils.musiclime.baselines import kernel_shap_weights, occlusion_weights, random_weights
 from utils.musiclime.compare import (METHODS, Method, UnsupportedExplainer, check_supported, compare_song,
-                                     comparison_table, explain_accepts, planted_hits, runnable_methods,
-                                     table_markdown)
+                                     comparison_table, explain_accepts, paired_differences, planted_hits,
+                                     runnable_methods, table_markdown)
 from utils.musiclime.factorization import TimeSegments
 from utils.musiclime.faithfulness import (MaskedModel, aopc, curve_masks, faithfulness, ranking, seed_stability,
                                           summarise_faithfulness, top_k_overlap)
@@ -173,6 +173,12 @@ def test_compare_song_on_toy_model():
     assert table["method"].tolist()[0] == "MusicLIME i.i.d. (paper)" and table["songs"].tolist() == [1] * 5
     assert table.set_index("method").loc["occlusion (leave one out)", "planted_top3"] == 0.5
     assert "| MusicLIME antithetic |" in table_markdown(table)
+    paired = paired_differences(records).set_index(["method", "metric"])
+    random_gap = paired.loc[("random ranking", "deletion_aopc")]
+    assert random_gap["difference"] == pytest.approx(by_method["random"]["deletion_aopc"]
+                                                     - by_method["kernelshap"]["deletion_aopc"])
+    assert random_gap["ahead"] == 0 and random_gap["songs"] == 1
+    assert paired_differences([r for r in records if r["method"] != "kernelshap"]).empty
     assert planted_hits([0, 1, 2], ["a", "b", "Word"], ["audio", "audio", "lyrics"],
                         [{"modality": "lyrics", "word": "word"}], k=1) == [True]
 

@@ -30,8 +30,8 @@ import numpy as np
 
 from utils.config import KIND_MODES, TASKS
 from utils.io import atomic_write
-from utils.musiclime.compare import (METHODS, UnsupportedExplainer, compare_song, comparison_table, plot_comparison,
-                                     runnable_methods, table_markdown)
+from utils.musiclime.compare import (METHODS, UnsupportedExplainer, compare_song, comparison_table,
+                                     paired_differences, plot_comparison, runnable_methods, table_markdown)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,12 +65,21 @@ def write_outputs(records: list[dict], methods, out: Path, heading: str, seeds: 
     import matplotlib.pyplot as plt
 
     table = comparison_table(records, methods)
+    paired = paired_differences(records, "kernelshap", methods=methods)
+    text = heading + table_markdown(table, seeds)
+    if len(paired):
+        text += ("\nPaired over songs, method minus KernelSHAP (mean ± SE; songs where the method is ahead):\n\n"
+                 "| method | " + " | ".join(dict.fromkeys(paired["metric"])) + " |\n|---|"
+                 + "---|" * paired["metric"].nunique() + "\n")
+        for method, rows in paired.groupby("method", sort=False):
+            text += f"| {method} | " + " | ".join(f"{r.difference:+.3f} ± {r.difference_se:.3f} ({r.ahead}/{r.songs})"
+                                                  for r in rows.itertuples()) + " |\n"
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "comparison.md", heading + table_markdown(table, seeds))
+    atomic_write(out / "comparison.md", text)
     table.to_csv(out / "comparison.csv", index=False)
     atomic_write(out / "songs.json", json.dumps(records, indent=1, default=float))
     plt.close(plot_comparison(records, methods, save_path=out / "comparison.png", title=title))
-    print(heading + table_markdown(table, seeds))
+    print(text)
     print(f"written: {out}/comparison.md, comparison.csv, comparison.png, songs.json")
 
 
@@ -94,7 +103,8 @@ def _corpus_songs(args):
         for position in _pick_songs(read_split(corpus_dir, "test"), args.songs):
             song = load_song(corpus_dir, profile, index=position)
             cues = [c for c in metadata[song.song_id].get(cue_key, []) if c.get("component") or c.get("word")]
-            yield song.song_id, song.factorization, song.words, cues
+            truth = song.genre if args.task == "genre" else metadata[song.song_id]["emotion"]
+            yield song.song_id, song.factorization, song.words, cues, TASKS[args.task].index(truth)
     return predictor, KIND_MODES[args.kind][0], songs(), f"{args.songs} synthetic test songs, {args.task} {args.kind}"
 
 
@@ -122,7 +132,8 @@ def _user_song(args):
         clip = read_clip(Path(args.audio), model, None)
         factorization = clip_factorization(clip, cli_separator(args.separator), model.profile.num_segments)
     words = text_features(lyrics, "words", predictor.visible_chars(lyrics)) if lyrics is not None else None
-    return predictor, mode, [(Path(args.audio).stem, factorization, words, None)], f"{args.audio}, {model.kind} model"
+    return predictor, mode, [(Path(args.audio).stem, factorization, words, None, None)], \
+        f"{args.audio}, {model.kind} model"
 
 
 class UsageError(ValueError):
@@ -150,11 +161,11 @@ def run(args: argparse.Namespace) -> Path:
     methods = runnable_methods(wanted, predictor, mode, skip_unsupported=args.methods is None)
     out = Path(args.out or ("results/comparison" if not args.audio else f"explanations/compare_{Path(args.audio).stem}"))
     records = []
-    for song_id, factorization, words, cues in songs:
+    for song_id, factorization, words, cues, true_label in songs:
         rate = factorization.sample_rate if factorization is not None else None
         song_records = compare_song(predictor, factorization, words, methods, mode=mode, num_samples=args.num_samples,
                                     seeds=tuple(range(args.seeds)), batch_size=args.batch_size, sample_rate=rate,
-                                    cues=cues, song_id=song_id)
+                                    cues=cues, song_id=song_id, true_label=true_label)
         records += song_records
         print(f"{song_id}: " + ", ".join(f"{r['method']} del {r['deletion_aopc']:.3f} ins {r['insertion_aopc']:.3f}"
                                          for r in song_records), flush=True)

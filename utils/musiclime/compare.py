@@ -214,7 +214,7 @@ def planted_hits(weights: Any, names: Sequence[str], modalities: Sequence[str], 
 def compare_song(predictor: Any, factorization: Any, text: Any, methods: Sequence[Method], *, mode: str = "both",
                  num_samples: int = 1000, seeds: Sequence[int] = (0, 1, 2), batch_size: int = 250,
                  sample_rate: int | None = None, cues: Sequence[dict] | None = None, song_id: str = "song",
-                 stability_k: int = 10) -> list[dict]:
+                 stability_k: int = 10, true_label: int | None = None) -> list[dict]:
     """Every method on one song; one JSON-ready record per method.
 
     Record keys: ``song``, ``method``, ``label`` (explained class: the model's prediction),
@@ -223,7 +223,8 @@ def compare_song(predictor: Any, factorization: Any, text: Any, methods: Sequenc
     ``deletion_aopc`` / ``insertion_aopc`` (first seed; the random method: mean over its seeds,
     the random-order baseline), ``deletion_curve`` / ``insertion_curve``, ``stability`` (mean
     pairwise top-``stability_k`` overlap across seeds; NaN with one seed), ``hits`` (planted cues
-    in the top 3; absent without ``cues``).
+    in the top 3; absent without ``cues``) and ``true_label`` (when given: the song's class, so
+    the table can count hits on correctly predicted songs).
     """
     if len(seeds) < 1:
         raise ValueError("seeds must hold at least one seed")
@@ -258,12 +259,14 @@ def compare_song(predictor: Any, factorization: Any, text: Any, methods: Sequenc
                   "stability": seed_stability(weights, stability_k) if len(weights) > 1 else float("nan")}
         if cues is not None:
             record["hits"] = planted_hits(weights[0], masked.names, masked.modalities, cues)
+        if true_label is not None:
+            record["true_label"] = int(true_label)
         records.append(record)
     return records
 
 
 # ---------------------------------------------------------------- the table
-TABLE_COLUMNS = ["method", "songs", "planted_top3", "deletion_aopc", "deletion_aopc_se", "insertion_aopc",
+TABLE_COLUMNS = ["method", "songs", "planted_top3", "planted_top3_correct", "deletion_aopc", "deletion_aopc_se", "insertion_aopc",
                  "insertion_aopc_se", "deletion_aopc_top", "deletion_aopc_top_se", "insertion_aopc_top",
                  "insertion_aopc_top_se", "top10_stability", "model_calls", "encoder_passes", "seconds"]
 TOP_STEPS = 10
@@ -273,7 +276,7 @@ where the rankings differ most; the whole curve's AOPC is dominated by the long 
 
 def comparison_table(records: Sequence[dict], methods: Sequence[Method] = METHODS) -> pd.DataFrame:
     """Per method (table row order of ``methods``): songs, planted cues in the top 3 (share of all
-    cues; NaN without cues), mean and standard error over songs of each AOPC (whole curve, and over
+    cues; NaN without cues; ``_correct``: on the songs whose predicted class is their true class), mean and standard error over songs of each AOPC (whole curve, and over
     its first :data:`TOP_STEPS` steps), mean top-10
     stability, mean model calls and encoder passes per explanation, mean seconds per explanation."""
     labels = {m.key: m.label for m in methods}
@@ -281,6 +284,7 @@ def comparison_table(records: Sequence[dict], methods: Sequence[Method] = METHOD
     for key in [m.key for m in methods if any(r["method"] == m.key for r in records)]:
         mine = [r for r in records if r["method"] == key]
         hits = [h for r in mine for h in r.get("hits", [])]
+        correct = [h for r in mine if r.get("true_label") == r["label"] for h in r.get("hits", [])]
         deletion, deletion_se = mean_se([r["deletion_aopc"] for r in mine])
         insertion, insertion_se = mean_se([r["insertion_aopc"] for r in mine])
         deletion_top, deletion_top_se = mean_se([float(aopc(r["deletion_curve"][:TOP_STEPS + 1], "deletion"))
@@ -290,6 +294,7 @@ def comparison_table(records: Sequence[dict], methods: Sequence[Method] = METHOD
         passes = [r["encoder_passes"] for r in mine if r.get("encoder_passes") is not None]
         rows.append({"method": labels[key], "songs": len(mine),
                      "planted_top3": float(np.mean(hits)) if hits else float("nan"),
+                     "planted_top3_correct": float(np.mean(correct)) if correct else float("nan"),
                      "deletion_aopc": deletion, "deletion_aopc_se": deletion_se,
                      "insertion_aopc": insertion, "insertion_aopc_se": insertion_se,
                      "deletion_aopc_top": deletion_top, "deletion_aopc_top_se": deletion_top_se,
@@ -301,16 +306,48 @@ def comparison_table(records: Sequence[dict], methods: Sequence[Method] = METHOD
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
+def _metric(record: dict, metric: str) -> float:
+    if metric.endswith("_top"):
+        curve = metric.split("_")[0]
+        return float(aopc(record[f"{curve}_curve"][:TOP_STEPS + 1], curve))
+    return float(record[metric])
+
+
+def paired_differences(records: Sequence[dict], reference: str = "kernelshap",
+                       metrics: Sequence[str] = ("deletion_aopc", "insertion_aopc", "deletion_aopc_top",
+                                                 "insertion_aopc_top"),
+                       methods: Sequence[Method] = METHODS) -> pd.DataFrame:
+    """Per method and metric: mean and standard error over songs of ``method - reference`` (same song),
+    and on how many songs the method is ahead. Empty without the reference's records."""
+    by_method: dict[str, dict[str, dict]] = {}
+    for record in records:
+        by_method.setdefault(record["method"], {})[record["song"]] = record
+    rows = []
+    if reference not in by_method:
+        return pd.DataFrame(rows, columns=["method", "metric", "difference", "difference_se", "ahead", "songs"])
+    labels = {m.key: m.label for m in methods}
+    for key in [m.key for m in methods if m.key in by_method and m.key != reference]:
+        songs = sorted(set(by_method[key]) & set(by_method[reference]))
+        for metric in metrics:
+            differences = [_metric(by_method[key][s], metric) - _metric(by_method[reference][s], metric) for s in songs]
+            mean, se = mean_se(differences)
+            rows.append({"method": labels[key], "metric": metric, "difference": mean, "difference_se": se,
+                         "ahead": int(np.sum(np.asarray(differences) > 0)), "songs": len(songs)})
+    return pd.DataFrame(rows)
+
+
 def table_markdown(table: pd.DataFrame, seeds: int = 3) -> str:
     """The comparison table as markdown (AOPCs as mean ± SE; ``seeds``: for the stability column's heading)."""
     def number(value, fmt):
         return "–" if value is None or not np.isfinite(value) else format(value, fmt)
 
-    lines = [f"| method | planted cue in top 3 | deletion AOPC | insertion AOPC | deletion AOPC, top {TOP_STEPS} | "
+    lines = [f"| method | planted cue in top 3 (correctly predicted songs) | deletion AOPC | insertion AOPC | deletion AOPC, top {TOP_STEPS} | "
              f"insertion AOPC, top {TOP_STEPS} | top-10 stability ({seeds} seeds) | model calls | encoder passes | "
              "wall time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in table.to_dict("records"):
         planted = "–" if not np.isfinite(row["planted_top3"]) else f"{row['planted_top3']:.0%}"
+        if np.isfinite(row["planted_top3_correct"]):
+            planted += f" ({row['planted_top3_correct']:.0%})"
         lines.append(f"| {row['method']} | {planted} | {number(row['deletion_aopc'], '.3f')} ± "
                      f"{number(row['deletion_aopc_se'], '.3f')} | {number(row['insertion_aopc'], '.3f')} ± "
                      f"{number(row['insertion_aopc_se'], '.3f')} | {number(row['deletion_aopc_top'], '.3f')} ± "
