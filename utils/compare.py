@@ -6,7 +6,8 @@ On the synthetic corpus (planted cues known), test songs round-robin over the ge
 
 On your own song (a wav/flac/ogg/mp3, its lyrics as a text file and a saved model folder)::
 
-    python -m utils.compare --audio my_song.wav --lyrics my_song.txt --model runs/tiny/genre/multimodal
+    python -m utils.compare --audio my_song.wav --lyrics my_song.txt --model runs/tiny/genre/multimodal \
+        [--tokenizer data/synthetic/tokenizer] [--separator hpss]
 
 Writes ``<out>/comparison.md`` (the table), ``comparison.csv``, ``comparison.png`` (mean deletion and
 insertion curves) and ``songs.json`` (every song's records); default ``--out`` is ``results/comparison``
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     song.add_argument("--lyrics", default=None, help="UTF-8 text file of the lyrics")
     song.add_argument("--model", default=None, help="saved model folder (its model.json says task and kind)")
     song.add_argument("--separator", default="hpss", choices=["hpss", "openunmix"])
+    song.add_argument("--tokenizer", default=None,
+                      help="the lyrics tokenizer the model was trained with (default: data/synthetic/tokenizer)")
     parser.add_argument("--methods", nargs="+", default=None, choices=[m.key for m in METHODS],
                         help="rows of the table (default: all that support the model)")
     parser.add_argument("--num-samples", type=int, default=1000, help="rows per MusicLIME / KernelSHAP explanation")
@@ -72,8 +75,9 @@ def write_outputs(records: list[dict], methods, out: Path, heading: str, seeds: 
                  "| method | " + " | ".join(dict.fromkeys(paired["metric"])) + " |\n|---|"
                  + "---|" * paired["metric"].nunique() + "\n")
         for method, rows in paired.groupby("method", sort=False):
-            text += f"| {method} | " + " | ".join(f"{r.difference:+.3f} ± {r.difference_se:.3f} ({r.ahead}/{r.songs})"
-                                                  for r in rows.itertuples()) + " |\n"
+            text += f"| {method} | " + " | ".join(
+                f"{r.difference:+.3f}" + (f" ± {r.difference_se:.3f}" if np.isfinite(r.difference_se) else "")
+                + f" ({r.ahead}/{r.songs})" for r in rows.itertuples()) + " |\n"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "comparison.md", text)
     table.to_csv(out / "comparison.csv", index=False)
@@ -120,7 +124,7 @@ def _user_song(args):
     if args.model is None:
         raise UsageError("--audio needs --model (a saved model folder)")
     model = find_model(args.model)
-    tokens = load_tokens(model) if model.kind != "audio" else None
+    tokens = load_tokens(model, args.tokenizer) if model.kind != "audio" else None
     network, _ = load_model(model.directory, device=args.device, task=model.task, kind=model.kind,
                             profile=model.description.get("profile"), class_names=model.class_names)
     predictor = ModelPredictor(network, model.profile, tokens, device=args.device)

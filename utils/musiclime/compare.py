@@ -341,20 +341,22 @@ def table_markdown(table: pd.DataFrame, seeds: int = 3) -> str:
     def number(value, fmt):
         return "–" if value is None or not np.isfinite(value) else format(value, fmt)
 
-    lines = [f"| method | planted cue in top 3 (correctly predicted songs) | deletion AOPC | insertion AOPC | deletion AOPC, top {TOP_STEPS} | "
-             f"insertion AOPC, top {TOP_STEPS} | top-10 stability ({seeds} seeds) | model calls | encoder passes | "
-             "wall time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    def mean_pm(row, key):
+        se = row[f"{key}_se"]
+        return number(row[key], ".3f") + (f" ± {se:.3f}" if se is not None and np.isfinite(se) else "")
+
+    lines = ["| method | planted cue in top 3 (correctly predicted songs) | deletion AOPC | insertion AOPC | "
+             f"deletion AOPC, top {TOP_STEPS} | insertion AOPC, top {TOP_STEPS} | top-10 stability ({seeds} seeds) | "
+             "model calls | encoder passes | wall time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in table.to_dict("records"):
         planted = "–" if not np.isfinite(row["planted_top3"]) else f"{row['planted_top3']:.0%}"
         if np.isfinite(row["planted_top3_correct"]):
             planted += f" ({row['planted_top3_correct']:.0%})"
-        lines.append(f"| {row['method']} | {planted} | {number(row['deletion_aopc'], '.3f')} ± "
-                     f"{number(row['deletion_aopc_se'], '.3f')} | {number(row['insertion_aopc'], '.3f')} ± "
-                     f"{number(row['insertion_aopc_se'], '.3f')} | {number(row['deletion_aopc_top'], '.3f')} ± "
-                     f"{number(row['deletion_aopc_top_se'], '.3f')} | {number(row['insertion_aopc_top'], '.3f')} ± "
-                     f"{number(row['insertion_aopc_top_se'], '.3f')} | {number(row['top10_stability'], '.2f')} | "
-                     f"{number(row['model_calls'], '.0f')} | {number(row['encoder_passes'], '.0f')} | "
-                     f"{number(row['seconds'], '.2f')} |")
+        cells = [row["method"], planted, *(mean_pm(row, key) for key in ("deletion_aopc", "insertion_aopc",
+                                                                        "deletion_aopc_top", "insertion_aopc_top")),
+                 number(row["top10_stability"], ".2f"), number(row["model_calls"], ".0f"),
+                 number(row["encoder_passes"], ".0f"), number(row["seconds"], ".2f")]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
