@@ -6,7 +6,7 @@ before it, never a later one):
 0. ``config``, ``io``, ``plotting``, ``resources`` (the base)
 1. ``dataset_related``  2. ``model_related``  3. ``musiclime``  4. ``results``
 
-The command-line modules ``main``, ``explain`` (with ``explain_model``), ``global_run``, ``benchmark`` and ``paper_check`` sit on top and
+The command-line modules ``main``, ``explain`` (with ``explain_model``), ``global_run``, ``benchmark``, ``compare`` and ``paper_check`` sit on top and
 may import anything; nothing may import them. The notebooks' steps (``model_related.pipeline``)
 sit on top too: only the command lines and their own package's public surface import them.
 Imports inside functions count as well.
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 UTILS = ROOT / "utils"
 LAYERS = {"config": 0, "io": 0, "plotting": 0, "resources": 0, "__init__": 0,
           "dataset_related": 1, "model_related": 2, "musiclime": 3, "results": 4}
-COMMAND_LINES = {"main", "explain", "explain_model", "global_run", "benchmark", "paper_check"}
+COMMAND_LINES = {"main", "explain", "explain_model", "global_run", "benchmark", "compare", "paper_check"}
 NOTEBOOK_STEPS = {"utils.model_related.pipeline": "utils.model_related"}
 """Notebook-steps module -> the package whose ``__init__`` (public surface) may import it."""
 TOP = max(LAYERS.values()) + 1
