@@ -32,7 +32,8 @@ def _records(songs_per_class: int, seed: int = 0) -> list[dict]:
 def test_unit_multiplicities_give_the_point_estimates():
     records = _records(12)
     for merge_case in (False, True):
-        classes, features, W, C = _song_contributions(records, CLASSES, True, merge_case, "label")
+        classes, features, W, C = _song_contributions(records, CLASSES, True, str.lower if merge_case else None,
+                                                      "label")
         replicate = replicate_measures(np.ones((1, len(classes))), classes, W, C, 2)
         table = bootstrap_measures(records, CLASSES, samples=20, merge_case=merge_case)
         for row in table.to_dict("records"):
@@ -74,6 +75,11 @@ def test_uncertain_cells_and_too_few_songs():
     assert not uncertain(plain).any() and too_few_songs(plain, "calm") is None
     with pytest.raises(ValueError, match="samples"):
         bootstrap_measures(_records(3), CLASSES, samples=1)
+    # a lemmatiser-like merge: 'love' and 'Love' and 'loves' become one word, its interval recomputed
+    merged = bootstrap_measures(_records(8), CLASSES, samples=50, normalise=lambda w: w.lower().rstrip("s"))
+    assert set(merged.loc[merged["modality"] == "lyrics", "feature"]) == {"love"}
+    with pytest.raises(ValueError, match="not both"):
+        bootstrap_measures(_records(3), CLASSES, samples=5, merge_case=True, normalise=str.upper)
 
 
 def test_csv_round_trip_keeps_the_intervals(tmp_path):

@@ -20,7 +20,7 @@ intervals of a resampled sum are themselves unreliable; the figures say so in th
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,15 +36,15 @@ REL_WIDTH = 1.0
 
 
 def _song_contributions(records: Sequence[Mapping], class_names: Sequence[str], positive_only: bool,
-                        merge_case: bool, label_key: str):
+                        normalise: Callable[[str], str] | None, label_key: str):
     """Per song: its class and its ``|w|`` / kept-count row over all features (``(songs, F)`` arrays)."""
     classes, rows = [], []
     for record in records:
         if "skipped" in record:
             continue
         weights, counts = accumulate([record], positive_only=positive_only, label_key=label_key)
-        if merge_case:
-            weights, counts = merge_word_variants(weights, counts, str.lower)
+        if normalise is not None:
+            weights, counts = merge_word_variants(weights, counts, normalise)
         cls = explained_class(record, label_key)
         if not 0 <= cls < len(class_names):
             raise ValueError(f"record {record.get('id')!r}: class index {cls} has no name "
@@ -95,7 +95,7 @@ def replicate_measures(multiplicity: np.ndarray, classes: np.ndarray, W: np.ndar
 
 def bootstrap_measures(records: Iterable[Mapping], class_names: Sequence[str], *, samples: int = BOOTSTRAP_SAMPLES,
                        seed: int = 0, level: float = 0.95, positive_only: bool = True, merge_case: bool = False,
-                       label_key: str = "label") -> pd.DataFrame:
+                       normalise: Callable[[str], str] | None = None, label_key: str = "label") -> pd.DataFrame:
     """The measures table of ``records`` with bootstrap intervals over songs.
 
     Parameters
@@ -111,6 +111,11 @@ def bootstrap_measures(records: Iterable[Mapping], class_names: Sequence[str], *
         Coverage of the percentile intervals, in (0, 1).
     positive_only, merge_case, label_key
         As :func:`utils.musiclime.aggregate.accumulate` / :func:`~utils.musiclime.records.aggregate_records`.
+    normalise : callable, optional
+        Merge lyric words mapped to the same key (e.g. a lemmatiser;
+        :func:`~utils.musiclime.aggregate.merge_word_variants`) before resampling; ``merge_case``
+        is ``normalise=str.lower``. Words must be merged here, not in the finished table: the
+        intervals of a merged word are not derived from its forms' intervals.
 
     Returns
     -------
@@ -124,11 +129,14 @@ def bootstrap_measures(records: Iterable[Mapping], class_names: Sequence[str], *
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     records = list(records)
     class_names = [str(c) for c in class_names]
+    if merge_case and normalise is not None:
+        raise ValueError("give merge_case=True or normalise=..., not both")
+    normalise = str.lower if merge_case else normalise
     weights, counts = accumulate(records, positive_only=positive_only, label_key=label_key)
-    if merge_case:
-        weights, counts = merge_word_variants(weights, counts, str.lower)
+    if normalise is not None:
+        weights, counts = merge_word_variants(weights, counts, normalise)
     table = measures(weights, counts, class_names)
-    classes, features, W, C = _song_contributions(records, class_names, positive_only, merge_case, label_key)
+    classes, features, W, C = _song_contributions(records, class_names, positive_only, normalise, label_key)
     rng = np.random.default_rng(seed)
     multiplicity = np.zeros((samples, len(classes)))
     for cls in np.unique(classes):
