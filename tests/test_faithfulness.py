@@ -204,3 +204,32 @@ def test_compare_command_on_a_small_corpus(small_corpus, tmp_path, capsys):
     assert "MusicLIME antithetic" in table and "occlusion" in table and "KernelSHAP" not in table
     assert (tmp_path / "out" / "comparison.png").stat().st_size > 0
     assert "| random ranking | " in (tmp_path / "out" / "comparison.md").read_text()
+
+
+class WaveAndWords:
+    """A black box on raw inputs: class-1 evidence is the energy of the first 0.2 s plus 0.1 per 'road'."""
+
+    def __call__(self, texts, waveforms):
+        energy = np.asarray([float(np.mean(w[:RATE // 5] ** 2)) for w in waveforms]) * 50
+        roads = np.asarray([t.lower().split().count("road") for t in texts], dtype=float)
+        p = np.clip(0.1 + energy + 0.1 * roads, 0, 0.95)
+        return np.stack([1 - p, p], axis=1)
+
+
+def test_masked_model_composes_as_the_explainer_does():
+    from utils.musiclime.explainer import explain
+    from utils.musiclime.faithfulness import explanation_faithfulness
+    from utils.musiclime.sampling import sample_masks, sample_neighbourhood
+
+    factorization, words = _song()
+    for mode, n in (("both", 8), ("audio", 5), ("lyrical", 3)):
+        neighbourhood = sample_neighbourhood(WaveAndWords(), factorization, words, mode=mode, num_samples=40,
+                                             batch_size=7, seed=4, sample_rate=RATE)
+        np.testing.assert_array_equal(neighbourhood.masks, sample_masks(40, n, 4))
+        masked = MaskedModel(WaveAndWords(), factorization, words, mode=mode, batch_size=9)
+        np.testing.assert_allclose(masked(neighbourhood.masks), neighbourhood.predictions, atol=1e-12)
+    explanation = explain(WaveAndWords(), factorization, words, sample_rate=RATE, num_samples=300, seed=0)
+    result = explanation_faithfulness(WaveAndWords(), explanation, factorization, words, random_count=2)
+    assert result.label == 1 and result.deletion_aopc > result.random_deletion_aopc
+    with pytest.raises(ValueError, match="features"):
+        explanation_faithfulness(WaveAndWords(), explanation, factorization, WordFeatures("road night"))

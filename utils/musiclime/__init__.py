@@ -60,7 +60,8 @@ from utils.musiclime.planted import (compare_planted, cue_rank, describe_cues, d
                                      planted_cue_summary, planted_cues, song_planted_summary)
 from utils.musiclime.records import aggregate_records, load_records, merge_records
 from utils.musiclime.bootstrap import bootstrap_measures, too_few_songs, uncertain
-from utils.musiclime.faithfulness import MaskedModel, aopc, faithfulness, seed_stability, summarise_faithfulness
+from utils.musiclime.faithfulness import (MaskedModel, aopc, explanation_faithfulness, faithfulness, seed_stability,
+                                          summarise_faithfulness)
 from utils.musiclime.compare import METHODS, Method, UnsupportedExplainer, compare_song, comparison_table
 from utils.musiclime.sanity import CUE_CHECKS, hit_rates, lyrics_ignored, plot_hit_rates, run_cue_checks
 from utils.musiclime.song import (SEPARATORS, SongClip, compare_sampling, explain_song,
@@ -79,6 +80,7 @@ __all__ += [
     "read_measures", "load_records", "merge_records", "aggregate_records", "KIND_MODES", "select_songs",
     "run_global", "global_explain",
     # bootstrap, faithfulness, compare
-    "bootstrap_measures", "uncertain", "too_few_songs", "MaskedModel", "aopc", "faithfulness", "seed_stability",
+    "bootstrap_measures", "uncertain", "too_few_songs", "MaskedModel", "aopc", "faithfulness", "explanation_faithfulness",
+    "seed_stability",
     "summarise_faithfulness", "METHODS", "Method", "UnsupportedExplainer", "compare_song", "comparison_table",
 ]

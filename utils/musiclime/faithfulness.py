@@ -15,7 +15,8 @@ Read top to bottom:
    curve and ``AOPC_ins = mean_k (f(x_k) - f(x_0))`` of the insertion curve. Both are higher when
    the ranking puts the features that carry the label first.
 4. :func:`faithfulness` -- both curves of one explanation and the same AOPCs for a few seeded
-   random orders (the chance level of this song), all in one batched model query;
+   random orders (the chance level of this song), all in one batched model query
+   (:func:`explanation_faithfulness` for a MusicLIME ``Explanation``);
    :func:`summarise_faithfulness` -- mean and standard error over a split.
 5. :func:`top_k_overlap` / :func:`seed_stability` -- how much the top ``k`` of explanations made
    with different seeds agree.
@@ -247,6 +248,24 @@ def faithfulness(model: Callable[[np.ndarray], np.ndarray], weights: Any, label:
                         float(insertion_aopc[1:].mean()) if random_count else nan,
                         model_rows=(model.rows - rows_before) if rows_before is not None
                         else 2 * len(orders) * ((steps or n) + 1))
+
+
+def explanation_faithfulness(predict_fn: Any, explanation: Any, factorization: Any, text: Any, *,
+                             label: int | None = None, random_count: int = RANDOM_ORDERS, seed: int = 0,
+                             batch_size: int = 250, steps: int | None = None) -> Faithfulness:
+    """:func:`faithfulness` of a MusicLIME :class:`~utils.musiclime.explanation.Explanation`.
+
+    ``factorization`` and ``text`` must be what the explanation was made from (the same
+    components and lyric features, e.g. the ``WordFeatures`` passed to ``explain``); ``label``
+    defaults to the explanation's first label.
+    """
+    model = MaskedModel(predict_fn, factorization, text, mode=explanation.mode, batch_size=batch_size)
+    label = explanation.labels[0] if label is None else int(label)
+    weights = np.asarray(explanation.fit(label).weights, dtype=np.float64)
+    if len(weights) != model.n_features or [f.name for f in explanation.features] != model.names:
+        raise ValueError(f"the explanation has {len(weights)} features but the factorization and lyrics given have "
+                         f"{model.n_features} (or other names): pass the components and lyric features it was made from")
+    return faithfulness(model, weights, label, random_count=random_count, seed=seed, steps=steps)
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:
