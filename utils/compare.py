@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--out", default=None, help="output folder")
     parser.add_argument("--from-songs", default=None,
-                        help="redo the table, CSV and figure from an earlier run's songs.json (no model calls)")
+                        help="redo the table, CSV and figure from an earlier run's songs.json (no model calls; "
+                             "--num-samples / --seeds name the run's when its records do not)")
     return parser
 
 
@@ -152,10 +153,10 @@ def run(args: argparse.Namespace) -> Path:
         records = json.loads(Path(args.from_songs).read_text())
         out = Path(args.out or Path(args.from_songs).parent)
         songs = len({r["song"] for r in records})
-        heading = (f"Comparison on {songs} songs, N = {args.num_samples} rows per MusicLIME / KernelSHAP explanation, "
-                   f"{args.seeds} seeds; AOPC mean ± SE over songs (from {Path(args.from_songs).name}).\n\n")
-        write_outputs(records, METHODS, out, heading, args.seeds,
-                      f"Deletion and insertion curves, {songs} songs, N = {args.num_samples}")
+        n, seeds = records[0].get("num_samples", args.num_samples), records[0].get("seeds", args.seeds)
+        heading = (f"Comparison on {songs} songs, N = {n} rows per MusicLIME / KernelSHAP explanation, "
+                   f"{seeds} seeds; AOPC mean ± SE over songs (from {Path(args.from_songs).name}).\n\n")
+        write_outputs(records, METHODS, out, heading, seeds, f"Deletion and insertion curves, {songs} songs, N = {n}")
         return out
     if args.threads:
         import torch

@@ -218,7 +218,7 @@ def compare_song(predictor: Any, factorization: Any, text: Any, methods: Sequenc
     """Every method on one song; one JSON-ready record per method.
 
     Record keys: ``song``, ``method``, ``label`` (explained class: the model's prediction),
-    ``n_features``, ``model_calls`` (rows per explanation, mean over seeds), ``encoder_passes``
+    ``n_features``, ``num_samples``, ``seeds`` (how many), ``model_calls`` (rows per explanation, mean over seeds), ``encoder_passes``
     (when the predictor counts them), ``seconds`` (per explanation, mean over seeds),
     ``deletion_aopc`` / ``insertion_aopc`` (first seed; the random method: mean over its seeds,
     the random-order baseline), ``deletion_curve`` / ``insertion_curve``, ``stability`` (mean
@@ -250,6 +250,7 @@ def compare_song(predictor: Any, factorization: Any, text: Any, methods: Sequenc
         scored = weights if method.explainer == "random" else weights[:1]
         faithful = [faithfulness(masked, w, label, random_count=0) for w in scored]
         record = {"song": song_id, "method": method.key, "label": label, "n_features": masked.n_features,
+                  "num_samples": num_samples, "seeds": len(seeds),
                   "model_calls": float(np.mean(rows)), "encoder_passes": float(np.mean(passes)) if passes else None,
                   "seconds": float(np.mean(seconds)),
                   "deletion_aopc": float(np.mean([f.deletion_aopc for f in faithful])),
