@@ -7,7 +7,7 @@ before it, never a later one):
 1. ``dataset_related``  2. ``model_related``  3. ``musiclime``  4. ``results``
 
 The command-line modules ``main``, ``explain`` (with ``explain_model``), ``global_run``, ``benchmark``,
-``paper_check``, ``scale_benchmark`` and ``paper_cost`` sit on top and
+``compare``, ``paper_check``, ``scale_benchmark`` and ``paper_cost`` sit on top and
 may import anything; nothing may import them. The notebooks' steps (``model_related.pipeline``)
 sit on top too: only the command lines and their own package's public surface import them.
 Imports inside functions count as well.
@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 UTILS = ROOT / "utils"
 LAYERS = {"config": 0, "io": 0, "plotting": 0, "resources": 0, "__init__": 0,
           "dataset_related": 1, "model_related": 2, "musiclime": 3, "results": 4}
-COMMAND_LINES = {"main", "explain", "explain_model", "global_run", "benchmark", "paper_check", "scale_benchmark",
-                 "paper_cost"}
+COMMAND_LINES = {"main", "explain", "explain_model", "global_run", "benchmark", "compare", "paper_check",
+                 "scale_benchmark", "paper_cost"}
 NOTEBOOK_STEPS = {"utils.model_related.pipeline": "utils.model_related"}
 """Notebook-steps module -> the package whose ``__init__`` (public surface) may import it."""
 TOP = max(LAYERS.values()) + 1

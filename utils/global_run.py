@@ -4,9 +4,9 @@
         --split test --num-samples 1000 --records results/global/genre_multimodal_both.jsonl \\
         [--shard 2/8] [--limit N] [--songs-per-class K] [--separator oracle|hpss|openunmix] \\
         [--corpus-dir data/synthetic] [--run-dir runs/tiny] [--seed 0] [--batch-size 250] [--threads 1] \\
-        [--measures results/global/genre_multimodal_both.csv]
+        [--measures results/global/genre_multimodal_both.csv] [--bootstrap 200]
     python -m utils.global_run merge --task genre --records shard1.jsonl shard2.jsonl ... \\
-        --out results/global/genre_multimodal_both.csv [--merged-records all.jsonl] [--merge-case]
+        --out results/global/genre_multimodal_both.csv [--merged-records all.jsonl] [--merge-case] [--bootstrap 200]
     torchrun --standalone --nproc_per_node 4 -m utils.global_run explain ... --records R.jsonl
     accelerate launch --num_processes 4 -m utils.global_run explain ... --records R.jsonl
     python -m utils.global_run merge --shards-of R.jsonl      # a launched run's shards, by hand
@@ -21,6 +21,9 @@ process explains its shard into ``R.shard{k}of{n}.jsonl`` and the last one to fi
 into ``R.jsonl`` (the records one process writes) and writes the measures table
 (:mod:`utils.musiclime.launch`). ``merge --shards-of R.jsonl`` does that merge by hand and
 refuses while a shard is missing or incomplete.
+
+Both commands add 95 % bootstrap intervals over songs to I_AVG, I_LIME and I_H (``--bootstrap B``
+replicates, default 200, seeded by ``--seed``; :mod:`utils.musiclime.bootstrap`).
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from pathlib import Path
 from utils.config import KIND_MODES, MODEL_KINDS, MODES, PROFILES, SEPARATORS, TASKS
 from utils.io import refuse_clobber
 from utils.musiclime.aggregate import write_measures
+from utils.musiclime.bootstrap import BOOTSTRAP_SAMPLES
 from utils.musiclime.global_explain import global_explain
 from utils.musiclime.launch import launch_from_env, merge_shards, missing_shards, shard_count
 from utils.musiclime.records import aggregate_records, append_record, load_records, merge_records
@@ -81,6 +85,9 @@ def _explain_main(argv: list[str]) -> int:
                         help="CSV of the measures table (default for an unsharded run: the records path with the "
                              "suffix .csv, or <records>.measures.csv when the records file itself ends in .csv)")
     parser.add_argument("--merge-case", action="store_true", help="merge words differing only in case")
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_SAMPLES,
+                        help="bootstrap replicates over songs for the 95 %% intervals of I_AVG, I_LIME, I_H "
+                             f"(default {BOOTSTRAP_SAMPLES}; 0: none)")
     parser.add_argument("--replace-mismatched", action="store_true",
                         help="move a records file made with other settings aside instead of refusing")
     parser.add_argument("--sampling", default="iid", choices=list(SAMPLING),
@@ -118,7 +125,8 @@ def _explain_main(argv: list[str]) -> int:
     print(f"records: {records} ({len(stored)} songs" + (f", {len(skipped)} skipped: {skipped[:10]}" if skipped
                                                           else "") + ")")
     if measures_path:
-        table = aggregate_records([records], TASKS[args.task], merge_case=args.merge_case)
+        table = aggregate_records([records], TASKS[args.task], merge_case=args.merge_case, bootstrap=args.bootstrap,
+                                  seed=args.seed)
         print(f"measures: {write_measures(table, measures_path)} ({len(table)} rows)")
     return 0
 
@@ -154,6 +162,9 @@ def _merge_main(argv: list[str]) -> int:
                         help="class names of this task (default: the class_names stored in the records)")
     parser.add_argument("--merged-records", default=None, help="also write the merged records here (JSON lines)")
     parser.add_argument("--merge-case", action="store_true", help="merge words differing only in case")
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_SAMPLES,
+                        help=f"bootstrap replicates over songs (default {BOOTSTRAP_SAMPLES}; 0: no intervals)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
     args = parser.parse_args(argv)
     if args.shards_of:
         if args.merged_records:
@@ -175,7 +186,8 @@ def _merge_main(argv: list[str]) -> int:
         class_names = (records[0].get("settings") or {}).get("class_names")
         if not class_names:
             raise SystemExit("the records store no class_names; pass --task")
-    table = aggregate_records(args.records, class_names, merge_case=args.merge_case)
+    table = aggregate_records(args.records, class_names, merge_case=args.merge_case, bootstrap=args.bootstrap,
+                              seed=args.seed)
     print(f"measures: {write_measures(table, args.out)} ({len(records)} songs, {len(table)} rows)")
     if args.merged_records:
         target = Path(args.merged_records)

@@ -22,6 +22,10 @@ Runs (notebooks 09 and 10, the explain command, global runs):
 * ``sanity`` -- the planted-cue check of local explanations;
 * ``planted`` -- the synthetic corpus's planted cues and where they land (local and global);
 * ``aggregate`` -- global measures W, C, I_LIME, I_AVG, I_H and modality / stem shares;
+* ``bootstrap`` -- bootstrap intervals over songs of I_AVG, I_LIME, I_H; which cells are uncertain;
+* ``faithfulness`` -- deletion / insertion curves, AOPC, a random baseline, stability across seeds;
+* ``baselines`` and ``compare`` -- KernelSHAP (captum), occlusion, random; the comparison table
+  (command: ``python -m utils.compare``);
 * ``records`` -- the append-only record store of a global run, merging, records -> measures;
 * ``global_explain`` -- a global run: every song of a split, resumable and sharded;
 * ``launch`` -- a global run under torchrun / accelerate / a Slurm array: one shard per process, merged;
@@ -58,6 +62,10 @@ from utils.musiclime.planted import (compare_planted, cue_rank, describe_cues, d
                                      planted_cue_summary, planted_cues, song_planted_summary)
 from utils.musiclime.records import aggregate_records, load_records, merge_records
 from utils.musiclime.word_forms import WORD_MERGES, lemma_key, merge_table_words
+from utils.musiclime.bootstrap import bootstrap_measures, too_few_songs, uncertain
+from utils.musiclime.faithfulness import (MaskedModel, aopc, explanation_faithfulness, faithfulness, seed_stability,
+                                          summarise_faithfulness)
+from utils.musiclime.compare import METHODS, Method, UnsupportedExplainer, compare_song, comparison_table
 from utils.musiclime.sanity import CUE_CHECKS, hit_rates, lyrics_ignored, plot_hit_rates, run_cue_checks
 from utils.musiclime.song import (SEPARATORS, SongClip, compare_sampling, explain_song,
                                   load_song_clip, make_separator, song_factorization, write_explanation)
@@ -76,4 +84,8 @@ __all__ += [
     "run_global", "global_explain",
     # word_forms
     "WORD_MERGES", "lemma_key", "merge_table_words",
+    # bootstrap, faithfulness, compare
+    "bootstrap_measures", "uncertain", "too_few_songs", "MaskedModel", "aopc", "faithfulness", "explanation_faithfulness",
+    "seed_stability",
+    "summarise_faithfulness", "METHODS", "Method", "UnsupportedExplainer", "compare_song", "comparison_table",
 ]

@@ -157,7 +157,8 @@ def _check_same_run(record: Mapping, path: Path, reference: dict, reference_path
 
 
 def aggregate_records(paths: str | os.PathLike | Iterable[str | os.PathLike], class_names: Sequence[str],
-                      positive_only: bool = True, merge_case: bool = False) -> pd.DataFrame:
+                      positive_only: bool = True, merge_case: bool = False, bootstrap: int = 0,
+                      seed: int = 0) -> pd.DataFrame:
     """Merge record files (shards) and compute the global measures table.
 
     Parameters
@@ -172,12 +173,16 @@ def aggregate_records(paths: str | os.PathLike | Iterable[str | os.PathLike], cl
     merge_case : bool
         Merge lyric words that differ only in case (``'Heart'`` + ``'heart'``), as the authors did
         for their M4A word bars.
+    bootstrap : int
+        With ``B >= 2``, add 95 % bootstrap intervals over songs (``B`` replicates, seeded by
+        ``seed``; :func:`utils.musiclime.bootstrap.bootstrap_measures`); 0: no intervals.
 
     Returns
     -------
     DataFrame
         :func:`utils.musiclime.aggregate.measures`: ``class, feature, modality, stem, segment, W, C,
-        I_LIME, I_AVG, I_H``.
+        I_LIME, I_AVG, I_H``; with ``bootstrap`` also ``class_songs`` and ``I_AVG_lo``, ``I_AVG_hi``,
+        ``I_LIME_lo``, ``I_LIME_hi``, ``I_H_lo``, ``I_H_hi``.
     """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
@@ -190,6 +195,11 @@ def aggregate_records(paths: str | os.PathLike | Iterable[str | os.PathLike], cl
         stored = (record.get("settings") or {}).get("class_names")
         if stored is not None and list(stored) != class_names:
             raise ValueError(f"record {record['id']!r} was made for classes {stored}, not {class_names}")
+    if bootstrap:
+        from utils.musiclime.bootstrap import bootstrap_measures
+
+        return bootstrap_measures(records, class_names, samples=bootstrap, seed=seed, positive_only=positive_only,
+                                  merge_case=merge_case)
     weights, counts = accumulate(records, positive_only=positive_only)
     if merge_case:
         weights, counts = merge_word_variants(weights, counts, str.lower)

@@ -110,4 +110,28 @@ def merge_table_words(table: pd.DataFrame, merge: str | Callable[[str], str] | N
         weights.setdefault(int(code), {})[str(feature)] = float(w)
         counts.setdefault(int(code), {})[str(feature)] = int(c)
     weights, counts = merge_word_variants(weights, counts, key)
-    return measures(weights, counts, names)
+    return _carry_bootstrap(measures(weights, counts, names), table, key)
+
+
+def _carry_bootstrap(merged: pd.DataFrame, table: pd.DataFrame, key: Callable[[str], str]) -> pd.DataFrame:
+    """Keep the bootstrap columns that stay true after merging: each class's ``class_songs``, and
+    the ``I_AVG`` interval of a feature made of one form only (``I_AVG = W / C`` is unchanged for
+    it). A merged word's interval, and every ``I_LIME`` / ``I_H`` interval (they depend on the other
+    features of the class), would need the bootstrap redone on merged records: left NaN (not
+    marked uncertain)."""
+    from utils.musiclime.aggregate import AUDIO_FEATURE
+
+    if "class_songs" in table.columns:
+        songs = table.groupby("class", observed=True)["class_songs"].first()
+        merged["class_songs"] = merged["class"].astype(str).map({str(k): int(v) for k, v in songs.items()})
+    if "I_AVG_lo" not in table.columns:
+        return merged
+    keys = [f if AUDIO_FEATURE.match(str(f)) else key(str(f)) for f in table["feature"]]
+    original = pd.DataFrame({"class": table["class"].astype(str).to_numpy(), "key": keys,
+                             "lo": table["I_AVG_lo"].to_numpy(), "hi": table["I_AVG_hi"].to_numpy()})
+    forms = original.groupby(["class", "key"])["lo"].transform("size")
+    single = original[forms == 1].set_index(["class", "key"])
+    index = pd.MultiIndex.from_arrays([merged["class"].astype(str), merged["feature"].astype(str)])
+    merged["I_AVG_lo"] = single["lo"].reindex(index).to_numpy()
+    merged["I_AVG_hi"] = single["hi"].reindex(index).to_numpy()
+    return merged

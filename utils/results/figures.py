@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import matplotlib
+import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ from matplotlib.figure import Figure
 from utils.config import STEMS
 from utils.musiclime.aggregate import AUDIO_FEATURE, modality_shares, stem_shares
 from utils.musiclime.word_forms import merge_table_words
+from utils.musiclime.bootstrap import MIN_SONGS, REL_WIDTH, too_few_songs, uncertain
 from utils.plotting import MODALITY_COLOURS, magnitude_cmap, save_figure, text_colour
 
 PAPER_HEATMAP_STEMS: tuple[str, ...] = ("vocals", "bass", "drums", "other")
@@ -131,6 +133,33 @@ def top_features(table: pd.DataFrame, cls: str | int, top_k: int = 20, value: st
     return rows.sort_values([value, "feature"], ascending=[False, True], kind="stable").head(top_k)
 
 
+def uncertain_matrix(table: pd.DataFrame, cls: str | int, value: str = "I_AVG", num_segments: int = 10,
+                     stems: Sequence[str] = STEMS) -> np.ndarray:
+    """Boolean (len(stems), num_segments): audio cells whose bootstrap interval is uncertain
+    (:func:`utils.musiclime.bootstrap.uncertain`); all False for a table without intervals."""
+    name, rows = _class_rows(table, cls, value)
+    audio = rows[rows["modality"] == "audio"]
+    flags = uncertain(audio, value)
+    return audio_matrix(dict(zip(audio["feature"], flags.astype(float))), num_segments, stems) > 0
+
+
+def uncertainty_note(table: pd.DataFrame, cls: str, value: str) -> str:
+    """What a figure's title adds about the bootstrap: hatched cells, and a class with too few songs."""
+    if f"{value}_lo" not in table.columns:
+        return ""
+    note = f"hatched: 95 % bootstrap interval reaches 0 or is wider than {REL_WIDTH:g}x the value"
+    songs = too_few_songs(table, cls)
+    if songs is not None:
+        note += f"\nonly {songs} songs (< {MIN_SONGS}): too few for the bootstrap, intervals unreliable"
+    return "\n" + note
+
+
+def _hatch_cells(ax, flags: np.ndarray) -> None:
+    for row, col in zip(*np.nonzero(flags)):
+        ax.add_patch(matplotlib.patches.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, hatch="///",
+                                                  edgecolor="#d62728", linewidth=0))
+
+
 # ---------------------------------------------------------------- drawing helpers
 def _draw_heatmap(ax, matrix: np.ndarray, stems: Sequence[str], title: str, fmt: str, colorbar: bool,
                   norm=None):
@@ -149,12 +178,18 @@ def _draw_heatmap(ax, matrix: np.ndarray, stems: Sequence[str], title: str, fmt:
     return image
 
 
-def _draw_bars(ax, labels: Sequence[str], values: np.ndarray, title: str, colorbar: bool = True, norm=None):
+def _draw_bars(ax, labels: Sequence[str], values: np.ndarray, title: str, colorbar: bool = True, norm=None,
+               hatched=None):
     if norm is None:
         norm = matplotlib.colors.Normalize(vmin=float(np.min(values)), vmax=float(np.max(values)))
     cmap = magnitude_cmap()
     positions = np.arange(len(labels))
-    ax.barh(positions, values, color=cmap(norm(values)))
+    bars = ax.barh(positions, values, color=cmap(norm(values)))
+    if hatched is not None:
+        for bar, flag in zip(bars, np.asarray(hatched, dtype=bool)):
+            if flag:
+                bar.set_hatch("///")
+                bar.set_edgecolor("#d62728")
     ax.set_yticks(positions, list(labels))
     ax.invert_yaxis()
     ax.set_xlabel("Weight")
@@ -199,7 +234,9 @@ def plot_audio_heatmap(table: pd.DataFrame, cls: str | int, value: str = "I_AVG"
     name = resolve_class(table, cls)
     matrix = heatmap_matrix(table, name, value, num_segments, stems)
     fig, ax = plt.subplots(figsize=(10, 7))
-    _draw_heatmap(ax, matrix, stems, title or f"Feature Weights Heatmap for {name}", fmt, colorbar=True)
+    _draw_heatmap(ax, matrix, stems, (title or f"Feature Weights Heatmap for {name}")
+                  + uncertainty_note(table, name, value), fmt, colorbar=True)
+    _hatch_cells(ax, uncertain_matrix(table, name, value, num_segments, stems))
     return save_figure(fig, save_path)
 
 
@@ -224,9 +261,11 @@ def plot_heatmap_and_word_bars(table: pd.DataFrame, cls: str | int, top_k: int =
     norm = matplotlib.colors.Normalize(vmin=min(float(matrix.min()), float(words[value].min())),
                                        vmax=max(float(matrix.max()), float(words[value].max())))
     fig, (left, right) = plt.subplots(1, 2, figsize=(20, 10), gridspec_kw={"width_ratios": [1.6, 1]})
-    _draw_heatmap(left, matrix, stems, f"Audio Feature Weights for {shown}", fmt, colorbar=False, norm=norm)
+    _draw_heatmap(left, matrix, stems, f"Audio Feature Weights for {shown}" + uncertainty_note(table, name, value),
+                  fmt, colorbar=False, norm=norm)
+    _hatch_cells(left, uncertain_matrix(table, name, value, num_segments, stems))
     _draw_bars(right, words["feature"].tolist(), words[value].to_numpy(),
-               f"Top {len(words)} Word Feature Weights for {shown}", norm=norm)
+               f"Top {len(words)} Word Feature Weights for {shown}", norm=norm, hatched=uncertain(words, value))
     fig.tight_layout()
     return save_figure(fig, save_path)
 
@@ -241,7 +280,9 @@ def plot_top_features(table: pd.DataFrame, cls: str | int, top_k: int = 30, valu
     table = merge_table_words(table, merge_words)
     rows = top_features(table, name, top_k, value, modality)
     fig, ax = plt.subplots(figsize=(12, 10))
-    _draw_bars(ax, rows["feature"].tolist(), rows[value].to_numpy(), f"Feature Weights for {display_name or name}")
+    _draw_bars(ax, rows["feature"].tolist(), rows[value].to_numpy(),
+               f"Feature Weights for {display_name or name}" + uncertainty_note(table, name, value),
+               hatched=uncertain(rows, value))
     fig.tight_layout()
     return save_figure(fig, save_path)
 
