@@ -116,3 +116,21 @@ def test_our_own_tables_merge_too():
     assert labels == ["vocals0", "scar"]
     assert [p.get_width() for p in fig.axes[0].patches] == pytest.approx([0.3, 0.15])
     plt.close("all")
+
+
+def test_merging_keeps_only_the_intervals_that_stay_true():
+    """A one-form feature keeps its I_AVG interval (W / C unchanged); a merged word's interval and
+    every I_H interval would need the bootstrap redone, so they go (NaN: not marked uncertain)."""
+    W = {0: {"drinking": 0.2, "Drinking": 0.1, "beer": 0.3, "drums0": 0.4}}
+    C = {0: {"drinking": 2, "Drinking": 1, "beer": 3, "drums0": 4}}
+    table = measures(W, C, ["punk"])
+    table["class_songs"] = 7
+    table["I_AVG_lo"] = table["I_AVG"] - 0.01
+    table["I_AVG_hi"] = table["I_AVG"] + 0.01
+    table["I_H_lo"], table["I_H_hi"] = 0.0, 1.0
+    merged = merge_table_words(table, "lemma").set_index("feature")
+    assert merged.loc["drink", "W"] == pytest.approx(0.3) and merged.loc["drink", "C"] == 3
+    assert np.isnan(merged.loc["drink", "I_AVG_lo"]) and np.isnan(merged.loc["drink", "I_AVG_hi"])
+    assert merged.loc["beer", "I_AVG_lo"] == pytest.approx(0.1 - 0.01)
+    assert merged.loc["drums0", "I_AVG_hi"] == pytest.approx(0.1 + 0.01)
+    assert (merged["class_songs"] == 7).all() and "I_H_lo" not in merged.columns
