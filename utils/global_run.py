@@ -51,7 +51,11 @@ def _explain_main(argv: list[str]) -> int:
                         help="explainer mode (--modality: its old name); default: 'both' for multimodal, "
                              "the model's own input otherwise")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--num-samples", type=int, default=None, help="default: the profile's explain_samples")
+    parser.add_argument("--num-samples", type=_num_samples, default=None,
+                        help="rows per song, or 'auto' (antithetic pairs until the top 10 is stable); default: the "
+                             "profile's explain_samples")
+    parser.add_argument("--kernel", default="paper", choices=["paper", "locality"],
+                        help="surrogate kernel: paper (flat, the authors') or locality (distance x100 as lime_text)")
     parser.add_argument("--records", required=True, help="JSON-lines record file (resumed when it exists)")
     parser.add_argument("--shard", default=None, help="k/n: explain only shard k of n")
     parser.add_argument("--limit", type=int, default=None, help="only the first N songs")
@@ -85,7 +89,8 @@ def _explain_main(argv: list[str]) -> int:
                              seed=args.seed, batch_size=args.batch_size, separator=args.separator, shard=args.shard,
                              songs_per_class=args.songs_per_class, limit=args.limit,
                              on_mismatch="replace" if args.replace_mismatched else "raise", num_threads=args.threads,
-                             progress=not args.no_progress, sampling=args.sampling, skip_bad=args.skip_bad)
+                             progress=not args.no_progress, sampling=args.sampling, skip_bad=args.skip_bad,
+                             kernel=args.kernel)
     stored = load_records(records, repair=False)
     skipped = [r["id"] for r in stored if "skipped" in r]
     print(f"records: {records} ({len(stored)} songs" + (f", {len(skipped)} skipped: {skipped[:10]}" if skipped
@@ -128,6 +133,19 @@ def _merge_main(argv: list[str]) -> int:
             append_record(target, record)
         print(f"merged records: {target}")
     return 0
+
+
+def _num_samples(text: str) -> int | str:
+    """``--num-samples``: a positive int or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--num-samples must be an int or 'auto', got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"--num-samples must be >= 2, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,8 +77,8 @@ def song_seed(seed: int, song_id: str) -> int:
 
 # ---------------------------------------------------------------- 2. one song
 def song_record(predictor, corpus_dir: str | os.PathLike, item: Mapping, profile: Profile, *, separator,
-                task: str, mode: str, num_samples: int, seed: int, batch_size: int = 250,
-                sampling: str = "iid") -> dict:
+                task: str, mode: str, num_samples: int | str, seed: int, batch_size: int = 250,
+                sampling: str = "iid", kernel: str = "paper") -> dict:
     """Explain one song's predicted class (:func:`utils.musiclime.song.explain_song`); returns its record.
 
     The explainer seed is :func:`song_seed` ``(seed, id)``. The record is
@@ -91,7 +91,7 @@ def song_record(predictor, corpus_dir: str | os.PathLike, item: Mapping, profile
     try:
         explanation = explain_song(predictor, corpus_dir, item, profile, separator=separator, mode=mode,
                                    num_samples=num_samples, batch_size=batch_size, seed=seed_used,
-                                   sampling=sampling, class_names=class_names)
+                                   sampling=sampling, class_names=class_names, kernel=kernel)
     except (ValueError, TypeError) as error:
         raise (ValueError if isinstance(error, ValueError) else TypeError)(f"song {song_id!r}: {error}") from error
     record = explanation.to_record(song_id)
@@ -239,10 +239,12 @@ def _explain_missing(mine, done: dict, explain_fn, records_path: Path, settings:
 
 # ---------------------------------------------------------------- 4. one model's run
 def run_settings(profile: Profile, task: str, kind: str, mode: str, split: str, num_samples: int, seed: int,
-                 separator: str | None, model_sha256: str | None = None, sampling: str = "iid") -> dict:
+                 separator: str | None, model_sha256: str | None = None, sampling: str = "iid",
+                 kernel: str = "paper") -> dict:
     """The settings stored in every record of a run (a resume must match them)."""
     return {"profile": profile.name, "task": task, "kind": kind, "mode": mode, "split": split,
-            "num_samples": int(num_samples), "seed": int(seed), "sampling": sampling,
+            "num_samples": num_samples if num_samples == "auto" else int(num_samples), "seed": int(seed),
+            "sampling": "antithetic" if num_samples == "auto" else sampling, "kernel": kernel,
             "separator": None if kind == "lyrics" else separator,
             "num_segments": None if kind == "lyrics" else int(profile.num_segments),
             "model_sha256": model_sha256}
@@ -254,7 +256,7 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
                    separator: str | None = None, shard: str | tuple[int, int] | None = None,
                    songs_per_class: int | None = None, limit: int | None = None, predictor=None,
                    on_mismatch: str = "raise", num_threads: int | None = None, progress: bool = True,
-                   sampling: str = "iid", skip_bad: bool = False) -> Path:
+                   sampling: str = "iid", skip_bad: bool = False, kernel: str = "paper") -> Path:
     """Explain every selected song of ``split`` with MusicLIME into ``records_path``; resumable.
 
     Parameters
@@ -306,6 +308,8 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
         ``'both'`` mode only, a tenth of the encoder passes. Stored in the settings.
     skip_bad : bool
         Skip (and record, :func:`run_global`) a song that cannot be explained, instead of stopping.
+    kernel : {'paper', 'locality'}
+        The surrogate's kernel (:func:`utils.musiclime.explainer.explain`); a run setting.
 
     Returns
     -------
@@ -318,12 +322,12 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
     separator = separator or profile.separator
     if separator not in SEPARATORS:
         raise ValueError(f"separator must be one of {SEPARATORS}, got {separator!r}")
-    num_samples = int(num_samples or profile.explain_samples)
+    num_samples = "auto" if num_samples == "auto" else int(num_samples or profile.explain_samples)
     corpus_dir, records_path = Path(corpus_dir), Path(records_path)
     songs = select_songs(read_split(corpus_dir, split), task, songs_per_class, limit)   # ids checked first
     predictor, model_sha256 = _run_predictor(predictor, run_dir, task, kind, profile, corpus_dir)
     settings = run_settings(profile, task, kind, mode, split, num_samples, seed, separator, model_sha256,
-                            sampling)
+                            sampling, kernel)
     _resumable(records_path, settings, on_mismatch)
     audio_separator = None if kind == "lyrics" else make_separator(
         separator, corpus_dir, None if separator == "oracle" else corpus_dir / "separations" / separator)
@@ -331,7 +335,7 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
     def explain_fn(item: Mapping) -> dict:
         return song_record(predictor, corpus_dir, item, profile, separator=audio_separator, task=task,
                            mode=mode, num_samples=num_samples, seed=seed, batch_size=batch_size,
-                           sampling=sampling)
+                           sampling=sampling, kernel=kernel)
 
     import torch
 
