@@ -250,3 +250,32 @@ def test_locality_kernel_weights_rows_and_is_recorded(fac, tmp_path):
     same = tmp_path / "same.jsonl"
     same.write_text(json.dumps({**paper.to_record("c"), "settings": {**old["settings"], "kernel": "paper"}}) + "\n")
     assert [r["id"] for r in merge_records([files[0], same])] == ["a", "c"]
+
+
+def test_kernel_and_auto_are_run_settings():
+    from utils.config import get_profile
+    from utils.global_run import _num_samples
+    from utils.musiclime.global_explain import run_settings
+    from utils.musiclime.records import settings_conflict
+
+    profile = get_profile("tiny")
+    locality = run_settings(profile, "genre", "multimodal", "both", "test", 100, 0, "oracle", kernel="locality")
+    paper = run_settings(profile, "genre", "multimodal", "both", "test", 100, 0, "oracle")
+    assert locality["kernel"] == "locality" and paper["kernel"] == "paper"
+    old = [{"id": "a", "settings": {"num_samples": 100, "seed": 0}}]        # made before the kernel option
+    assert settings_conflict(old, paper) is None
+    assert "kernel='paper'" in settings_conflict(old, locality)
+    auto = run_settings(profile, "genre", "multimodal", "both", "test", "auto", 0, "oracle")
+    assert auto["num_samples"] == "auto" and auto["sampling"] == "antithetic"
+    assert _num_samples("auto") == "auto" and _num_samples("300") == 300
+    with pytest.raises(Exception, match="int or 'auto'"):
+        _num_samples("lots")
+
+
+def test_benchmark_helpers():
+    from utils.musiclime.trust_benchmark import coverage, rows_for_overlap
+
+    assert coverage([0.0, 1.0, 1.9, 2.5]) == 0.75 and coverage([0.5, 1.0], 0.5) == 0.5
+    assert rows_for_overlap([1000, 4000], [0.8, 1.0], 0.9) == pytest.approx(2000)
+    assert rows_for_overlap([1000, 4000], [0.95, 1.0], 0.9) == 1000
+    assert rows_for_overlap([1000, 4000], [0.5, 0.6], 0.9) is None

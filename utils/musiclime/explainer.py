@@ -196,6 +196,8 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
         runs). ``'auto'``: antithetic row pairs, batch by batch, until the top-``top_k`` features
         are stable (``auto_target``; :func:`utils.musiclime.adaptive.sample_until_stable`); the
         explanation's ``adaptive`` says how many rows it took and whether the target was met.
+        Auto always samples complementary pairs (``settings['sampling']`` is ``'antithetic'``;
+        ``sampling`` must be ``'iid'``, the default, or ``'antithetic'``).
     batch_size : int
         Rows per model call.
     seed : int
