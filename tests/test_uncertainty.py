@@ -279,3 +279,24 @@ def test_benchmark_helpers():
     assert rows_for_overlap([1000, 4000], [0.8, 1.0], 0.9) == pytest.approx(2000)
     assert rows_for_overlap([1000, 4000], [0.95, 1.0], 0.9) == 1000
     assert rows_for_overlap([1000, 4000], [0.5, 0.6], 0.9) is None
+
+
+def test_auto_rows_are_the_antithetic_design_and_the_cache_is_transparent(fac):
+    from utils.musiclime.trust_benchmark import CachedPredictor
+
+    target = AutoTarget(stability=0.9, max_samples=3000, batch_rows=200)
+    auto = explain(hard_model(), fac, LYRICS, sample_rate=SR, num_samples="auto", auto_target=target, seed=4)
+    fixed = explain(hard_model(), fac, LYRICS, sample_rate=SR, num_samples=auto.adaptive["rows"], seed=4,
+                    sampling="antithetic")
+    np.testing.assert_allclose(auto.fit().weights, fixed.fit().weights, atol=1e-12)
+    np.testing.assert_allclose(auto.fit().se, fixed.fit().se, atol=1e-12)
+
+    model = hard_model()
+    cached = CachedPredictor(model)
+    big = explain(cached, fac, LYRICS, sample_rate=SR, num_samples=600, seed=2)
+    small = explain(cached, fac, LYRICS, sample_rate=SR, num_samples=300, seed=2)      # the first 300 rows of big
+    assert cached.rows_run == model.calls < 600 + 1
+    np.testing.assert_array_equal(small.fit().weights,
+                                  explain(hard_model(), fac, LYRICS, sample_rate=SR, num_samples=300,
+                                          seed=2).fit().weights)
+    assert big.settings["num_samples"] == 600

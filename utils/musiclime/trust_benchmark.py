@@ -45,6 +45,39 @@ TOP = 10
 NOMINAL = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
+class CachedPredictor:
+    """The model's answers memoised per row of switch masks (one song).
+
+    Explanations of one song with the same seed share rows (i.i.d. masks of ``n`` rows are the
+    first ``n`` of ``N`` rows, :func:`utils.musiclime.sampling.sample_masks`), so the i.i.d. grid
+    and the locality-kernel explanation cost the model only their largest size. The answers
+    are the model's own; only repeated queries are skipped. ``rows_run`` counts the rows sent to
+    the model.
+    """
+
+    def __init__(self, predictor):
+        self.predictor, self.cache, self.rows_run = predictor, {}, 0
+
+    def __getattr__(self, name):                      # sample_rate, clip_length, visible_chars, ...
+        return getattr(self.predictor, name)
+
+    def predict_masks(self, audio_masks, text_masks, factorization, text):
+        keys = [len(a).to_bytes(4, "little") + np.packbits(np.r_[a, t].astype(bool)).tobytes()
+                for a, t in zip(audio_masks, text_masks)]
+        missing, seen = [], set()
+        for i, key in enumerate(keys):
+            if key not in self.cache and key not in seen:
+                seen.add(key)
+                missing.append(i)
+        if missing:
+            answers = np.asarray(self.predictor.predict_masks(audio_masks[missing], text_masks[missing],
+                                                              factorization, text), dtype=np.float64)
+            self.rows_run += len(missing)
+            for i, answer in zip(missing, answers):
+                self.cache[keys[i]] = answer
+        return np.stack([self.cache[key] for key in keys])
+
+
 def _top(explanation, k: int = TOP) -> set[int]:
     return {row["index"] for row in explanation.ranked(k=k)}
 
@@ -131,13 +164,14 @@ def run_trust_benchmark(profile_name: str = "tiny", device: str = "cpu", songs: 
         song = load_song(corpus_dir, profile, index=position)
         run = partial(explain, factorization=song.factorization, lyrics=song.words, sample_rate=rate)
         tick = time.perf_counter()
+        cached = CachedPredictor(new_predictor())             # the i.i.d. grid and the locality kernel share rows
         reference = run(new_predictor(), num_samples=reference_samples, batch_size=2000, sampling="antithetic",
                         seed=seed + 1000)
         label = reference.labels[0]
         record = {"id": song.song_id, "genre": song.genre, "label": TASKS[task][label],
                   "features": len(reference.features), "reference_stability": reference.fit().stability}
-        iid = {n: run(new_predictor(), num_samples=n, batch_size=2000, seed=seed, labels=[label])
-               for n in iid_samples}
+        iid = {n: run(cached, num_samples=n, batch_size=2000, seed=seed, labels=[label])
+               for n in sorted(iid_samples, reverse=True)}
         record["iid_overlap"] = {str(n): _overlap(e, reference) for n, e in iid.items()}
         record["iid_stability"] = {str(n): e.fit().stability for n, e in iid.items()}
         with warnings.catch_warnings(record=True) as caught:
@@ -153,7 +187,7 @@ def run_trust_benchmark(profile_name: str = "tiny", device: str = "cpu", songs: 
             z[f"{name}_with_reference_noise"] += both
             record[f"{name}_coverage95"] = coverage(plain)
         cues = metadata[song.song_id]["genre_cues"]
-        locality = run(new_predictor(), num_samples=int(calibration_samples), batch_size=2000, seed=seed,
+        locality = run(cached, num_samples=int(calibration_samples), batch_size=2000, seed=seed,
                        labels=[label], kernel="locality")
         record["kernel"] = {"paper_hits": _planted_hits(calibration, cues),
                             "locality_hits": _planted_hits(locality, cues),
@@ -188,6 +222,9 @@ def _summary(per_song: Sequence[dict], z: dict, settings: dict, n_features: int)
     auto_overlap = mean(r["auto"]["overlap"] for r in per_song)
     iid_for_target = rows_for_overlap(sizes, curve, settings["overlap_target"])
     iid_for_auto = rows_for_overlap(sizes, curve, auto_overlap)
+    stability = [mean(r["iid_stability"][str(n)] for r in per_song) for n in sizes]
+    auto_stability = mean(r["auto"]["achieved"] for r in per_song)
+    iid_for_stability = rows_for_overlap(sizes, stability, auto_stability)
     hits = lambda key: float(np.mean([h for r in per_song for h in r["kernel"][key]] or [np.nan]))  # noqa: E731
     calibration = settings["calibration_samples"]
     return {
@@ -198,7 +235,9 @@ def _summary(per_song: Sequence[dict], z: dict, settings: dict, n_features: int)
                  "songs_reaching_overlap_target": mean(r["auto"]["overlap"] >= settings["overlap_target"]
                                                         for r in per_song)},
         "iid_overlap_curve": dict(zip([str(n) for n in sizes], curve)),
-        "iid_stability_curve": {str(n): mean(r["iid_stability"][str(n)] for r in per_song) for n in sizes},
+        "iid_stability_curve": dict(zip([str(n) for n in sizes], stability)),
+        "iid_rows_for_auto_stability": iid_for_stability,
+        "auto_share_of_iid_rows_same_stability": None if iid_for_stability is None else auto_rows / iid_for_stability,
         "iid_rows_for_overlap_target": iid_for_target,
         "iid_rows_for_auto_overlap": iid_for_auto,
         "auto_share_of_iid_rows": None if iid_for_auto is None else auto_rows / iid_for_auto,
@@ -280,6 +319,11 @@ def trust_markdown(results: dict) -> str:
         f"{s['overlap_target']}: {fmt(s['iid_rows_for_overlap_target'])}"
         + ("" if s["auto_share_of_iid_rows"] is None else f"; auto uses {s['auto_share_of_iid_rows']:.2f} of them"),
         "- i.i.d. mean overlap by N: " + ", ".join(f"{k}: {v:.3f}" for k, v in s["iid_overlap_curve"].items()),
+        f"- top-10 stability (expected top-10 agreement of two runs with different seeds): auto "
+        f"{auto['stability_mean']:.3f}; i.i.d. rows for the same: {fmt(s['iid_rows_for_auto_stability'])}"
+        + ("" if s["auto_share_of_iid_rows_same_stability"] is None
+           else f" (auto uses {s['auto_share_of_iid_rows_same_stability']:.2f} of them)")
+        + "; i.i.d. stability by N: " + ", ".join(f"{k}: {v:.3f}" for k, v in s["iid_stability_curve"].items()),
         "",
         "## Calibration of the 95 % intervals",
         f"- i.i.d. N = {n}: {cal[f'iid_{n}_coverage95']:.3f} of {cal['features']} weights covered "
@@ -328,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--summarise", type=Path, default=None, metavar="JSON",
+                        help="recompute the summary, Markdown and figure of an earlier trust_benchmark.json "
+                             "(no model queries)")
     return parser
 
 
@@ -337,10 +384,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    target = AutoTarget(stability=args.stability, max_samples=args.max_samples, batch_rows=args.batch_rows)
-    results = run_trust_benchmark(args.profile, args.device, args.songs, args.reference_samples,
-                                  args.calibration_samples, args.iid_samples, target, args.overlap_target,
-                                  args.corpus, args.runs, args.task, args.seed)
+    if args.summarise is not None:
+        results = json.loads(Path(args.summarise).read_text())
+        old = results["summary"]
+        settings = {key: old[key] for key in ("songs", "reference_samples", "reference_sampling",
+                                              "calibration_samples", "iid_samples", "auto_target", "top_k",
+                                              "overlap_target", "model", "seed")}
+        n_features = int(np.median([r["features"] for r in results["songs"]]))
+        results["summary"] = _summary(results["songs"], results["z"], settings, n_features)
+    else:
+        target = AutoTarget(stability=args.stability, max_samples=args.max_samples, batch_rows=args.batch_rows)
+        results = run_trust_benchmark(args.profile, args.device, args.songs, args.reference_samples,
+                                      args.calibration_samples, args.iid_samples, target, args.overlap_target,
+                                      args.corpus, args.runs, args.task, args.seed)
     text = trust_markdown(results)
     print(text)
     if not args.no_write:
