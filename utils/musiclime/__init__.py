@@ -11,6 +11,7 @@ What a notebook imports lives here; the modules behind it, one job each:
 * ``sampling`` -- step 1: perturbation masks and the model's answers (i.i.d., antithetic, crossed);
 * ``surrogate`` -- step 2: lime's weighted ridge surrogate on plain arrays (kernel option
   ``'paper'`` / ``'locality'``);
+* ``surrogate_fit`` -- ``SurrogateFit``, one label's surrogate (weights, intervals) and its JSON form;
 * ``uncertainty`` -- how far to trust its weights: sandwich standard errors, intervals, top-k probabilities;
 * ``adaptive`` -- ``num_samples='auto'``: antithetic pairs until the top k is stable (``AutoTarget``);
 * ``explainer`` -- ``explain``: sampling then surrogate, one ``Explanation``;

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from utils.musiclime.explanation import SurrogateFit
+from utils.musiclime.surrogate_fit import SurrogateFit
 from utils.musiclime.uncertainty import (CONFIDENCE, DRAWS, TOP_K, normal_interval, sandwich_covariance,
                                          topk_probabilities)
 
