@@ -6,9 +6,8 @@ complementary pairs (antithetic sampling, :func:`utils.musiclime.sampling.sample
 every explained label, the top-k *stability* reaches the target: the mean over the reported
 top ``k`` of each feature's probability of staying in the top ``k``
 (:attr:`utils.musiclime.explanation.SurrogateFit.stability`), i.e. the expected top-k overlap
-of a fresh explanation with this one -- of two runs with different seeds -- from the
-cluster-robust normal approximation of the weights (:mod:`utils.musiclime.uncertainty`). Its
-agreement with the infinite-sample explanation is higher than the target. In the spirit of Covert & Lee (AISTATS 2021,
+of a fresh explanation with this one, from the cluster-robust normal approximation of the
+weights (:mod:`utils.musiclime.uncertainty`). In the spirit of Covert & Lee (AISTATS 2021,
 paired sampling with convergence detection) and S-LIME (Zhou, Hooker & Wang, KDD 2021).
 
 The first check waits for at least ``4 n + 1`` rows for ``n`` features (the normal approximation

@@ -319,7 +319,7 @@ def trust_markdown(results: dict) -> str:
         f"{s['overlap_target']}: {fmt(s['iid_rows_for_overlap_target'])}"
         + ("" if s["auto_share_of_iid_rows"] is None else f"; auto uses {s['auto_share_of_iid_rows']:.2f} of them"),
         "- i.i.d. mean overlap by N: " + ", ".join(f"{k}: {v:.3f}" for k, v in s["iid_overlap_curve"].items()),
-        f"- top-10 stability (expected top-10 agreement of two runs with different seeds): auto "
+        f"- estimated top-10 stability (expected overlap of a redraw, SurrogateFit.stability): auto "
         f"{auto['stability_mean']:.3f}; i.i.d. rows for the same: {fmt(s['iid_rows_for_auto_stability'])}"
         + ("" if s["auto_share_of_iid_rows_same_stability"] is None
            else f" (auto uses {s['auto_share_of_iid_rows_same_stability']:.2f} of them)")
