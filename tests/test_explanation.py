@@ -108,7 +108,10 @@ def test_json_round_trip_is_exact(exp, fac, tmp_path):
 
 def test_record_for_global_aggregation(exp):
     record = exp.to_record("song42")
-    assert set(record) == {"id", "label", "probabilities", "weights", "modality", "settings"}
+    assert set(record) == {"id", "label", "probabilities", "weights", "modality", "settings",
+                           "se", "ci_low", "ci_high", "topk_probability", "top_k", "confidence"}
+    assert set(record["se"]) == set(record["weights"]) and record["top_k"] == 10
+    assert record["ci_low"]["drums3"] < record["weights"]["drums3"] < record["ci_high"]["drums3"]
     assert record["id"] == "song42" and record["label"] == 0
     assert record["probabilities"] == pytest.approx(list(exp.probabilities))
     assert record["weights"]["drums3"] == pytest.approx(0.3, abs=0.01)

@@ -66,7 +66,11 @@ def _explain_main(argv: list[str]) -> int:
                         help="explainer mode (--modality: its old name); default: 'both' for multimodal, "
                              "the model's own input otherwise")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--num-samples", type=int, default=None, help="default: the profile's explain_samples")
+    parser.add_argument("--num-samples", type=_num_samples, default=None,
+                        help="rows per song, or 'auto' (antithetic pairs until the top 10 is stable); default: the "
+                             "profile's explain_samples")
+    parser.add_argument("--kernel", default="paper", choices=["paper", "locality"],
+                        help="surrogate kernel: paper (flat, the authors') or locality (distance x100 as lime_text)")
     parser.add_argument("--records", required=True, help="JSON-lines record file (resumed when it exists)")
     parser.add_argument("--shard", default=None,
                         help="k/n: explain only shard k of n into --records; 'auto': this process's shard from "
@@ -112,7 +116,7 @@ def _explain_main(argv: list[str]) -> int:
                              songs_per_class=args.songs_per_class, limit=args.limit,
                              on_mismatch="replace" if args.replace_mismatched else "raise", num_threads=args.threads,
                              progress=not args.no_progress, sampling=args.sampling, skip_bad=args.skip_bad,
-                             launch=launch, prefetch=not args.no_prefetch)
+                             launch=launch, prefetch=not args.no_prefetch, kernel=args.kernel)
     print(f"explain wall: {time.perf_counter() - tick:.3f} s (model load, songs and merge; start-up excluded)")
     if launch is not None and Path(records) != Path(args.records):
         k, n = launch.shard
@@ -198,6 +202,19 @@ def _merge_main(argv: list[str]) -> int:
             append_record(target, record)
         print(f"merged records: {target}")
     return 0
+
+
+def _num_samples(text: str) -> int | str:
+    """``--num-samples``: a positive int or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--num-samples must be an int or 'auto', got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"--num-samples must be >= 2, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,7 +58,7 @@ def text_colour(rgba) -> str:
 
 
 def plot_weight_grid(grid: np.ndarray, rows: Sequence[str], title: str,
-                     save_path: str | os.PathLike | None = None):
+                     save_path: str | os.PathLike | None = None, uncertain: np.ndarray | None = None):
     """Signed weights on a (stems, segments) grid, annotated, centred colour scale.
 
     Parameters
@@ -67,6 +67,9 @@ def plot_weight_grid(grid: np.ndarray, rows: Sequence[str], title: str,
         Surrogate weights (unitless; change of the class probability per component kept).
     rows : sequence of str
         Row labels (stem names).
+    uncertain : ndarray of bool, shape (n_stems, n_segments), optional
+        Cells whose weight is not established (e.g. its 95 % interval contains 0): hatched,
+        and their value printed with a trailing ``?``.
     """
     import matplotlib.pyplot as plt
 
@@ -78,9 +81,19 @@ def plot_weight_grid(grid: np.ndarray, rows: Sequence[str], title: str,
     ax.set_yticks(range(len(rows)), list(rows))
     ax.set_xticks(range(grid.shape[1]), [str(k) for k in range(grid.shape[1])])
     ax.set_xlabel("segment")
+    if uncertain is not None:
+        uncertain = np.asarray(uncertain, dtype=bool)
+        if uncertain.shape != grid.shape:
+            raise ValueError(f"uncertain has shape {uncertain.shape}, the grid {grid.shape}")
     for (r, c), value in np.ndenumerate(grid):
-        ax.text(c, r, f"{value:.2g}", ha="center", va="center", fontsize=7,
-                color=text_colour(image.cmap(image.norm(value))))
+        flagged = uncertain is not None and uncertain[r, c]
+        colour = text_colour(image.cmap(image.norm(value)))
+        if flagged:
+            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="///", edgecolor=colour,
+                                       linewidth=0, alpha=0.35))
+        ax.text(c, r, f"{value:.2g}" + ("?" if flagged else ""), ha="center", va="center", fontsize=7, color=colour)
+    if uncertain is not None and uncertain.any():
+        title = f"{title}\n(hatched, ?: interval contains 0)"
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="weight")
     fig.tight_layout()
@@ -88,8 +101,13 @@ def plot_weight_grid(grid: np.ndarray, rows: Sequence[str], title: str,
 
 
 def plot_signed_bars(names: Sequence[str], weights: Sequence[float], modalities: Sequence[str], title: str,
-                     save_path: str | os.PathLike | None = None):
-    """Horizontal bars of signed weights, coloured by each feature's modality, first name on top."""
+                     save_path: str | os.PathLike | None = None,
+                     intervals: Sequence[tuple[float, float]] | None = None):
+    """Horizontal bars of signed weights, coloured by each feature's modality, first name on top.
+
+    ``intervals`` (optional, one ``(low, high)`` per bar, e.g. the 95 % interval of each weight)
+    are drawn as error bars.
+    """
     import matplotlib.pyplot as plt
 
     if not (len(names) == len(weights) == len(modalities)):
@@ -100,7 +118,15 @@ def plot_signed_bars(names: Sequence[str], weights: Sequence[float], modalities:
         raise ValueError(f"unknown modalities {unknown}; expected {sorted(MODALITY_COLOURS)}")
     fig, ax = plt.subplots(figsize=(6, 0.6 + 0.35 * max(len(names), 1)))
     positions = range(len(names))
-    ax.barh(positions, list(weights)[::-1], color=[MODALITY_COLOURS[m] for m in modalities][::-1])
+    xerr = None
+    if intervals is not None:
+        if len(intervals) != len(names):
+            raise ValueError(f"{len(intervals)} intervals for {len(names)} bars")
+        bounds = np.asarray(intervals, dtype=float).reshape(len(names), 2)[::-1]
+        values = np.asarray(weights, dtype=float)[::-1]
+        xerr = np.clip(np.stack([values - bounds[:, 0], bounds[:, 1] - values]), 0, None)
+    ax.barh(positions, list(weights)[::-1], color=[MODALITY_COLOURS[m] for m in modalities][::-1],
+            xerr=xerr, error_kw={"ecolor": "black", "capsize": 2, "elinewidth": 0.8})
     ax.set_yticks(positions, list(names)[::-1])
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel("weight")

@@ -9,7 +9,11 @@ What a notebook imports lives here; the modules behind it, one job each:
 * ``lyric_features`` -- its lyric features (``WordFeatures``, ``LineFeatures``), limited to the
   model's token window;
 * ``sampling`` -- step 1: perturbation masks and the model's answers (i.i.d., antithetic, crossed);
-* ``surrogate`` -- step 2: lime's weighted ridge surrogate on plain arrays;
+* ``surrogate`` -- step 2: lime's weighted ridge surrogate on plain arrays (kernel option
+  ``'paper'`` / ``'locality'``);
+* ``surrogate_fit`` -- ``SurrogateFit``, one label's surrogate (weights, intervals) and its JSON form;
+* ``uncertainty`` -- how far to trust its weights: sandwich standard errors, intervals, top-k probabilities;
+* ``adaptive`` -- ``num_samples='auto'``: antithetic pairs until the top k is stable (``AutoTarget``);
 * ``explainer`` -- ``explain``: sampling then surrogate, one ``Explanation``;
 * ``explanation`` -- ``Explanation``: ranking, JSON, records, listening, lyrics HTML, figures;
 * ``predict`` -- ``ModelPredictor`` / ``load_predictor``: our trained models as the black box;
@@ -30,9 +34,11 @@ Runs (notebooks 09 and 10, the explain command, global runs):
 * ``global_explain`` -- a global run: every song of a split, resumable and sharded;
 * ``launch`` -- a global run under torchrun / accelerate / a Slurm array: one shard per process, merged;
 * ``prefetch`` -- the next song loaded and separated in a background thread during this one;
-* ``report`` -- one explanation as a self-contained HTML page.
+* ``report`` -- one explanation as a self-contained HTML page;
+* ``trust_benchmark`` -- ``python -m utils.musiclime.trust_benchmark``: auto N, interval calibration, kernel.
 """
 # core: separation, factorization, explainer, explanation, predict
+from utils.musiclime.adaptive import AutoTarget
 from utils.musiclime.explainer import explain
 from utils.musiclime.explanation import MODES, Explanation, Feature, SurrogateFit
 from utils.musiclime.factorization import Factorization, SourceSeparationSegments, TimeSegments
@@ -41,11 +47,11 @@ from utils.musiclime.open_unmix import OpenUnmixSeparator
 from utils.musiclime.predict import ModelPredictor, load_predictor
 from utils.musiclime.sampling import SAMPLING, Neighbourhood, sample_crossed_neighbourhood, sample_neighbourhood
 from utils.musiclime.separation import CachedSeparator, HPSSSeparator, OracleSeparator, Separator
-from utils.musiclime.surrogate import fit_surrogate
+from utils.musiclime.surrogate import KERNELS, fit_surrogate
 
 __all__ = [
     # core
-    "explain", "Explanation", "Feature", "SurrogateFit", "MODES", "SAMPLING",
+    "explain", "Explanation", "Feature", "SurrogateFit", "MODES", "SAMPLING", "KERNELS", "AutoTarget",
     "Factorization", "SourceSeparationSegments", "TimeSegments", "WordFeatures", "LineFeatures", "text_features",
     "Separator", "OracleSeparator", "HPSSSeparator", "OpenUnmixSeparator", "CachedSeparator",
     "ModelPredictor", "load_predictor",

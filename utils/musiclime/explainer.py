@@ -23,11 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from utils.musiclime.adaptive import AutoTarget, sample_until_stable
 from utils.musiclime.explanation import Explanation, Feature
 from utils.musiclime.factorization import Factorization
 from utils.musiclime.lyric_features import LineFeatures, WordFeatures, text_features as make_text_features
 from utils.musiclime.sampling import SAMPLING, Neighbourhood, sample_crossed_neighbourhood, sample_neighbourhood
-from utils.musiclime.surrogate import KERNEL_WIDTH, NUM_FEATURES, check_kernel_width, check_labels, fit_surrogate
+from utils.musiclime.surrogate import (KERNEL_WIDTH, KERNELS, NUM_FEATURES, check_kernel_width, check_labels,
+                                       fit_surrogate, kernel_distances)
+from utils.musiclime.uncertainty import TOP_K
 
 
 def _text_features(lyrics: Any, unit: str, predict_fn: Any, mode: str,
@@ -104,10 +107,14 @@ def _chosen_labels(original: np.ndarray, labels, top_labels, class_names) -> lis
 
 
 def _settings(factorization, neighbourhood: Neighbourhood, *, num_samples, batch_size, seed, kernel_width,
-              num_features, feature_selection, sampling) -> dict:
-    """How the explanation was made, as stored in ``Explanation.settings`` (and compared by records)."""
+              num_features, feature_selection, sampling, kernel="paper", auto_target=None) -> dict:
+    """How the explanation was made, as stored in ``Explanation.settings`` (and compared by records).
+
+    Keys added after the paper's settings (``sampling``, ``kernel``) are stored only when they
+    differ from the paper's (records fill in the defaults, :data:`utils.musiclime.records.SETTINGS_DEFAULTS`).
+    """
     settings = {
-        "num_samples": int(num_samples), "batch_size": int(batch_size), "seed": int(seed),
+        "num_samples": "auto" if auto_target is not None else int(num_samples), "batch_size": int(batch_size), "seed": int(seed),
         "kernel_width": float(kernel_width), "num_features": int(num_features),
         "feature_selection": feature_selection, "distance": "cosine",
         "sample_rate": None if factorization is None else int(factorization.sample_rate),
@@ -121,7 +128,27 @@ def _settings(factorization, neighbourhood: Neighbourhood, *, num_samples, batch
     if sampling == "crossed":
         settings["crossed_masks"] = list(neighbourhood.crossed_masks)
         settings["num_samples"] = int(neighbourhood.masks.shape[0])
+    if kernel != "paper":
+        settings["kernel"] = kernel
+    if auto_target is not None:
+        settings["auto_target"] = auto_target.as_dict()
     return settings
+
+
+def _check_auto(num_samples, auto_target, sampling: str) -> AutoTarget | None:
+    """The target of ``num_samples='auto'`` (None for a fixed size); refuses what auto cannot do."""
+    if isinstance(num_samples, str):
+        if num_samples != "auto":
+            raise ValueError(f"num_samples must be an int or 'auto', got {num_samples!r}")
+        if sampling == "crossed":
+            raise ValueError("num_samples='auto' adds antithetic row pairs batch by batch; crossed sampling fixes its "
+                             "masks up front, so it needs a fixed num_samples (or use sampling='antithetic')")
+        if auto_target is not None and not isinstance(auto_target, AutoTarget):
+            raise TypeError(f"auto_target must be an AutoTarget, got {type(auto_target).__name__}")
+        return auto_target or AutoTarget()
+    if auto_target is not None:
+        raise ValueError("auto_target is only used with num_samples='auto'")
+    return None
 
 
 def _features(factorization, text, neighbourhood: Neighbourhood) -> list[Feature]:
@@ -142,7 +169,8 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
             kernel_width: float = KERNEL_WIDTH, num_features: int = NUM_FEATURES, feature_selection: str = "auto",
             text_unit: str = "words", class_names: Sequence[str] | None = None, progress: bool = False,
             sampling: str = "iid", crossed_masks: tuple[int, int] | None = None,
-            words_past_window: str = "exclude") -> Explanation:
+            words_past_window: str = "exclude", kernel: str = "paper", top_k: int = TOP_K,
+            auto_target: AutoTarget | None = None) -> Explanation:
     """Explain one song's prediction with MusicLIME.
 
     Parameters
@@ -163,8 +191,13 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
         paper's global runs.
     top_labels : int, optional
         Explain the ``top_labels`` most probable classes instead (overrides ``labels``, as lime).
-    num_samples : int
-        Neighbourhood size including the original (paper: 1000 default, 5000 multimodal global runs).
+    num_samples : int or 'auto'
+        Neighbourhood size including the original (paper: 1000 default, 5000 multimodal global
+        runs). ``'auto'``: antithetic row pairs, batch by batch, until the top-``top_k`` features
+        are stable (``auto_target``; :func:`utils.musiclime.adaptive.sample_until_stable`); the
+        explanation's ``adaptive`` says how many rows it took and whether the target was met.
+        Auto always samples complementary pairs (``settings['sampling']`` is ``'antithetic'``;
+        ``sampling`` must be ``'iid'``, the default, or ``'antithetic'``).
     batch_size : int
         Rows per model call.
     seed : int
@@ -194,6 +227,20 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
         by default they are left out of the features and kept intact in every row, with a
         warning; ``'keep'`` keeps them as features (warning too).
 
+    kernel : {'paper', 'locality'}
+        ``'paper'`` (default): the authors' plain cosine distance with width 25, a flat kernel.
+        ``'locality'``: distance x 100 as lime's text explainer, so rows nearer the original
+        weigh more (:data:`utils.musiclime.surrogate.DISTANCE_SCALES`); stored in the settings.
+    top_k : int
+        The ``k`` of every fit's top-k probabilities and stability (default 10).
+    auto_target : AutoTarget, optional
+        Stability target, row cap and batch of ``num_samples='auto'`` (default ``AutoTarget()``:
+        0.95, 20,000 rows, 500 rows a batch).
+
+    Every fit carries standard errors, 95 % intervals and top-k probabilities of its weights
+    (:mod:`utils.musiclime.uncertainty`); a label whose probability never changes is warned
+    about and gets zero weights with zero-width intervals.
+
     Refused: a factorization at another rate than the model's or longer than its input
     (:func:`utils.musiclime.sampling.check_audio_fits`), ``kernel_width <= 0``. Warned: fewer
     rows than features.
@@ -206,23 +253,42 @@ def explain(predict_fn: Callable, factorization: Factorization | None,
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     text = _text_features(lyrics, text_unit, predict_fn, mode, words_past_window)
     _check_label_options(labels, top_labels, sampling, class_names)
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    target = _check_auto(num_samples, auto_target, sampling)
     _check_sizes(factorization, text, mode, num_samples, kernel_width)
-    neighbourhood = _sample(predict_fn, factorization, text, mode=mode, sampling=sampling,
-                            crossed_masks=crossed_masks, expected=None if top_labels is not None else labels,
-                            num_samples=num_samples, batch_size=batch_size, seed=seed, sample_rate=sample_rate,
-                            progress=progress)
+    expected = None if top_labels is not None else labels
+
+    def fit_labels(neighbourhood: Neighbourhood) -> dict:
+        chosen = _chosen_labels(neighbourhood.predictions[0], labels, top_labels, class_names)
+        distances = kernel_distances(neighbourhood.distances, kernel)
+        return {label: fit_surrogate(neighbourhood.masks, neighbourhood.predictions, distances, label,
+                                     kernel_width=kernel_width, num_features=num_features,
+                                     feature_selection=feature_selection, random_state=seed,
+                                     groups=neighbourhood.groups, top_k=top_k)
+                for label in chosen}
+
+    adaptive = None
+    if target is not None:
+        neighbourhood, fits, adaptive = sample_until_stable(
+            predict_fn, factorization, text, fit_labels, target=target, top_k=top_k, mode=mode,
+            batch_size=batch_size, seed=seed, sample_rate=sample_rate, expected_labels=expected, progress=progress)
+        sampling = "antithetic"
+    else:
+        neighbourhood = _sample(predict_fn, factorization, text, mode=mode, sampling=sampling,
+                                crossed_masks=crossed_masks, expected=expected, num_samples=num_samples,
+                                batch_size=batch_size, seed=seed, sample_rate=sample_rate, progress=progress)
+        fits = fit_labels(neighbourhood)
     original = neighbourhood.predictions[0]
-    chosen = _chosen_labels(original, labels, top_labels, class_names)
-    fits = {label: fit_surrogate(neighbourhood.masks, neighbourhood.predictions, neighbourhood.distances, label,
-                                 kernel_width=kernel_width, num_features=num_features,
-                                 feature_selection=feature_selection, random_state=seed)
-            for label in chosen}
+    chosen = list(fits)
     settings = _settings(factorization, neighbourhood, num_samples=num_samples, batch_size=batch_size, seed=seed,
                          kernel_width=kernel_width, num_features=num_features,
-                         feature_selection=feature_selection, sampling=sampling)
+                         feature_selection=feature_selection, sampling=sampling, kernel=kernel, auto_target=target)
     return Explanation(_features(factorization, text, neighbourhood), fits, original, mode=mode,
                        lyrics=None if text is None else text.lyrics,
                        text_unit=text.unit if text is not None else text_unit,
                        class_names=None if class_names is None else list(class_names), settings=settings,
                        top_labels=chosen if top_labels is not None else None,
-                       factorization=factorization if neighbourhood.n_audio else None)
+                       factorization=factorization if neighbourhood.n_audio else None, adaptive=adaptive)

@@ -26,6 +26,7 @@ import numpy as np
 
 from utils.config import MODES, STEMS
 from utils.io import atomic_write
+from utils.musiclime.surrogate_fit import UNCERTAINTY_FIELDS, SurrogateFit, fit_from_dict, fit_to_dict
 from utils.plotting import plot_signed_bars, plot_weight_grid
 
 FORMAT = "musiclime-explanation/1"
@@ -48,33 +49,6 @@ class Feature:
     text: str | None = None
     start_seconds: float | None = None
     end_seconds: float | None = None
-
-
-@dataclass
-class SurrogateFit:
-    """The local linear surrogate for one label.
-
-    Attributes
-    ----------
-    label : int
-        Class index explained.
-    intercept : float
-    weights : np.ndarray, shape (n_features,)
-        Ridge coefficients in feature order (0 for features feature selection dropped).
-    used : np.ndarray, shape (n_features,), bool
-        Features the surrogate was fitted on.
-    score : float
-        Weighted R^2 of the surrogate on the neighbourhood.
-    local_prediction : float
-        The surrogate's prediction for the unperturbed song (all features on).
-    """
-
-    label: int
-    intercept: float
-    weights: np.ndarray
-    used: np.ndarray
-    score: float
-    local_prediction: float
 
 
 class Explanation:
@@ -101,12 +75,15 @@ class Explanation:
         Set when labels were chosen by ``top_labels``.
     factorization : utils.musiclime.factorization.Factorization, optional
         Needed for listening; not serialised (pass it again to ``from_json``).
+    adaptive : dict, optional
+        What ``num_samples='auto'`` did (:func:`utils.musiclime.adaptive.sample_until_stable`):
+        ``{"rows", "target_met", "achieved", "top_k", "stability", "max_samples", "batch_rows"}``.
     """
 
     def __init__(self, features: list[Feature], fits: dict[int, SurrogateFit], probabilities: np.ndarray, *,
                  mode: str, lyrics: str | None = None, text_unit: str = "words",
                  class_names: list[str] | None = None, settings: dict | None = None,
-                 top_labels: list[int] | None = None, factorization: Any = None):
+                 top_labels: list[int] | None = None, factorization: Any = None, adaptive: dict | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not fits:
@@ -123,11 +100,17 @@ class Explanation:
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         self.settings = dict(settings or {})
         self.top_labels = None if top_labels is None else [int(x) for x in top_labels]
+        self.adaptive = None if adaptive is None else dict(adaptive)
         self.factorization = None
         if factorization is not None:
             self.attach_factorization(factorization)
 
     # ------------------------------------------------------------ basics
+    @property
+    def target_met(self) -> bool | None:
+        """Whether ``num_samples='auto'`` reached its target (None for a fixed sample size)."""
+        return None if self.adaptive is None else bool(self.adaptive["target_met"])
+
     @property
     def labels(self) -> list[int]:
         """Explained labels, in explanation order."""
@@ -188,7 +171,10 @@ class Explanation:
             weight = float(fit.weights[feature.index])
             if (positive_only and weight <= 0) or (modality and feature.modality != modality):
                 continue
-            rows.append({**dataclasses.asdict(feature), "weight": weight})
+            row = {**dataclasses.asdict(feature), "weight": weight}
+            if fit.has_uncertainty:
+                row.update({name: float(getattr(fit, name)[feature.index]) for name in UNCERTAINTY_FIELDS})
+            rows.append(row)
         key = (lambda r: -r["weight"]) if order == "weight" else (lambda r: -abs(r["weight"]))
         rows.sort(key=key)            # stable: ties keep feature order
         return rows[:k] if k is not None else rows
@@ -219,10 +205,8 @@ class Explanation:
             "top_labels": self.top_labels,
             "settings": self.settings,
             "features": [dataclasses.asdict(f) for f in self.features],
-            "fits": [{"label": int(fit.label), "intercept": float(fit.intercept), "score": float(fit.score),
-                      "local_prediction": float(fit.local_prediction),
-                      "weights": [float(w) for w in fit.weights], "used": [bool(u) for u in fit.used]}
-                     for fit in self.fits.values()],
+            "fits": [fit_to_dict(fit) for fit in self.fits.values()],
+            **({"adaptive": self.adaptive} if self.adaptive is not None else {}),
         }
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -244,13 +228,11 @@ class Explanation:
         if data.get("format") != FORMAT:
             raise ValueError(f"not a MusicLIME explanation (format {data.get('format')!r}, expected {FORMAT!r})")
         features = [Feature(**f) for f in data["features"]]
-        fits = {int(f["label"]): SurrogateFit(int(f["label"]), f["intercept"],
-                                              np.asarray(f["weights"], dtype=np.float64),
-                                              np.asarray(f["used"], dtype=bool), f["score"], f["local_prediction"])
-                for f in data["fits"]}
+        fits = {int(f["label"]): fit_from_dict(f) for f in data["fits"]}
         return cls(features, fits, np.asarray(data["probabilities"]), mode=data.get("mode", data.get("modality")),
                    lyrics=data["lyrics"], text_unit=data["text_unit"], class_names=data["class_names"],
-                   settings=data["settings"], top_labels=data["top_labels"], factorization=factorization)
+                   settings=data["settings"], top_labels=data["top_labels"], factorization=factorization,
+                   adaptive=data.get("adaptive"))
 
     def to_record(self, track_id: str, label: int | None = None) -> dict:
         """The per-song record for global aggregation.
@@ -261,7 +243,10 @@ class Explanation:
             ``{"id", "label", "probabilities", "weights": {name: weight}, "modality":
             {name: 'audio'|'lyrics'}, "settings"}`` for the features the surrogate used
             (all of them by default). All weights are kept; the aggregation decides which
-            (the paper keeps the positive ones).
+            (the paper keeps the positive ones). With uncertainty, also ``"se"``, ``"ci_low"``,
+            ``"ci_high"``, ``"topk_probability"`` (``{name: value}`` each), ``"top_k"`` and
+            ``"confidence"``; with ``num_samples='auto'``, ``"adaptive"``. Readers must not need
+            them (older records lack them).
         """
         fit = self.fit(label)
         used = [f for f in self.features if fit.used[f.index]]
@@ -270,7 +255,7 @@ class Explanation:
             clash = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"feature names {clash} occur twice (a lyric word equals an audio component name); "
                              "records key weights by name")
-        return {
+        record = {
             "id": str(track_id),
             "label": int(fit.label),
             "probabilities": [float(p) for p in self.probabilities],
@@ -279,6 +264,13 @@ class Explanation:
             "settings": {**self.settings, "mode": self.mode, "text_unit": self.text_unit,
                          "class_names": self.class_names, "label_name": self.label_name(fit.label)},
         }
+        if fit.has_uncertainty:
+            for name in UNCERTAINTY_FIELDS:
+                record[name] = {f.name: float(getattr(fit, name)[f.index]) for f in used}
+            record["top_k"], record["confidence"] = fit.top_k, fit.confidence
+        if self.adaptive is not None:
+            record["adaptive"] = dict(self.adaptive)
+        return record
 
     # ------------------------------------------------------------ audio
     def audio_masks(self, label: int | None = None, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -318,7 +310,9 @@ class Explanation:
 
         Green for positive weights, red for negative; opacity proportional to
         ``|weight| / max |weight|`` over the lyric features; text is HTML-escaped and the
-        weight is in each span's ``title``. Unweighted text (audio-only mode) is plain.
+        weight is in each span's ``title``. Unweighted text (audio-only mode) is plain. With
+        uncertainty, the title also gives the interval, and a word whose interval contains 0 is
+        underlined with dots (class ``uncertain``): its sign is not established.
         """
         from utils.musiclime.lyric_features import text_features
 
@@ -327,6 +321,8 @@ class Explanation:
         fit = self.fit(label)
         lyric = self.lyric_features
         weights = {j: float(fit.weights[f.index]) for j, f in enumerate(lyric) if fit.used[f.index]}
+        index = {j: f.index for j, f in enumerate(lyric)}
+        uncertain = fit.uncertain()
         scale = max((abs(w) for w in weights.values()), default=0.0)
         parts = []
         spans = text_features(self.lyrics, self.text_unit).spans() if lyric else [(self.lyrics, None)]
@@ -338,8 +334,18 @@ class Explanation:
                 continue
             alpha = abs(weight) / scale
             colour = (0, 160, 0) if weight > 0 else (220, 0, 0)
-            parts.append(f'<span style="background-color: rgba({colour[0]}, {colour[1]}, {colour[2]}, {alpha:.3f})" '
-                         f'title="{weight:+.4g}">{text}</span>')
+            title, marked = f"{weight:+.4g}", False
+            if fit.has_uncertainty:
+                column = index[feature]
+                title += f" [{fit.ci_low[column]:+.3g}, {fit.ci_high[column]:+.3g}]"
+                marked = bool(uncertain[column])
+                title += " (interval contains 0)" if marked else ""
+            style = f"background-color: rgba({colour[0]}, {colour[1]}, {colour[2]}, {alpha:.3f})"
+            if marked:
+                parts.append(f'<span class="uncertain" style="{style}; text-decoration: underline dotted" '
+                             f'title="{title}">{text}</span>')
+            else:
+                parts.append(f'<span style="{style}" title="{title}">{text}</span>')
         return ('<div style="white-space: pre-wrap; font-family: monospace; line-height: 1.6">'
                 + "".join(parts) + "</div>")
 
@@ -349,26 +355,43 @@ class Explanation:
         audio = self.audio_features
         if not audio:
             raise ValueError(f"this explanation (mode {self.mode!r}) has no audio features")
+        grid, stems, _ = self._audio_grids(label)
+        return grid, stems
+
+    def _audio_grids(self, label: int | None) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Audio weights and "interval contains 0" flags, both ``(rows, segments)``, and the row names."""
+        audio = self.audio_features
+        if not audio:
+            raise ValueError(f"this explanation (mode {self.mode!r}) has no audio features")
         fit = self.fit(label)
+        flags = fit.uncertain()
         stems = [s for s in STEMS if any(f.stem == s for f in audio)] or ["mix"]
         segments = 1 + max(f.segment for f in audio)
         grid = np.zeros((len(stems), segments))
+        uncertain = np.zeros((len(stems), segments), dtype=bool)
         for f in audio:
-            grid[stems.index(f.stem if f.stem is not None else "mix"), f.segment] = fit.weights[f.index]
-        return grid, stems
+            cell = stems.index(f.stem if f.stem is not None else "mix"), f.segment
+            grid[cell] = fit.weights[f.index]
+            uncertain[cell] = flags[f.index]
+        return grid, stems, uncertain
 
     def plot_audio_heatmap(self, label: int | None = None, save_path: str | Path | None = None):
         """Heatmap of audio weights, stems x segments (:func:`utils.plotting.plot_weight_grid`); returns the Figure."""
-        grid, rows = self.audio_weight_grid(label)
-        return plot_weight_grid(grid, rows, f"audio weights for '{self.label_name(self.fit(label).label)}'", save_path)
+        grid, rows, uncertain = self._audio_grids(label)
+        return plot_weight_grid(grid, rows, f"audio weights for '{self.label_name(self.fit(label).label)}'", save_path,
+                                uncertain=uncertain if self.fit(label).has_uncertainty else None)
 
     def plot_top_features(self, label: int | None = None, k: int = 10, save_path: str | Path | None = None,
                           order: str = "abs"):
         """Top-``k`` features of both modalities as bars (:func:`utils.plotting.plot_signed_bars`); returns it."""
         rows = self.ranked(label, k=k, order=order)
+        fit = self.fit(label)
+        intervals = [(r["ci_low"], r["ci_high"]) for r in rows] if fit.has_uncertainty else None
         return plot_signed_bars([r["name"] for r in rows], [r["weight"] for r in rows], [r["modality"] for r in rows],
-                                f"top {len(rows)} features for '{self.label_name(self.fit(label).label)}'", save_path)
+                                f"top {len(rows)} features for '{self.label_name(fit.label)}'", save_path,
+                                intervals=intervals)
 
     def __repr__(self) -> str:
         return (f"Explanation(mode={self.mode!r}, features={len(self.features)}, labels={self.labels}, "
                 f"settings={self.settings})")
+

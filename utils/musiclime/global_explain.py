@@ -81,8 +81,8 @@ def song_seed(seed: int, song_id: str) -> int:
 
 # ---------------------------------------------------------------- 2. one song
 def song_record(predictor, corpus_dir: str | os.PathLike, item: Mapping, profile: Profile, *, separator,
-                task: str, mode: str, num_samples: int, seed: int, batch_size: int = 250,
-                sampling: str = "iid", factorization=None) -> dict:
+                task: str, mode: str, num_samples: int | str, seed: int, batch_size: int = 250,
+                sampling: str = "iid", factorization=None, kernel: str = "paper") -> dict:
     """Explain one song's predicted class (:func:`utils.musiclime.song.explain_song`); returns its record.
 
     The explainer seed is :func:`song_seed` ``(seed, id)``. The record is
@@ -97,7 +97,7 @@ def song_record(predictor, corpus_dir: str | os.PathLike, item: Mapping, profile
     try:
         explanation = explain_song(predictor, corpus_dir, item, profile, separator=separator, mode=mode,
                                    factorization=factorization, num_samples=num_samples, batch_size=batch_size,
-                                   seed=seed_used, sampling=sampling, class_names=class_names)
+                                   seed=seed_used, sampling=sampling, class_names=class_names, kernel=kernel)
     except (ValueError, TypeError) as error:
         raise (ValueError if isinstance(error, ValueError) else TypeError)(f"song {song_id!r}: {error}") from error
     record = explanation.to_record(song_id)
@@ -272,10 +272,12 @@ def _explain_stream(stream, done, explain_fn, prepare_fn, records_path, settings
 
 # ---------------------------------------------------------------- 4. one model's run
 def run_settings(profile: Profile, task: str, kind: str, mode: str, split: str, num_samples: int, seed: int,
-                 separator: str | None, model_sha256: str | None = None, sampling: str = "iid") -> dict:
+                 separator: str | None, model_sha256: str | None = None, sampling: str = "iid",
+                 kernel: str = "paper") -> dict:
     """The settings stored in every record of a run (a resume must match them)."""
     return {"profile": profile.name, "task": task, "kind": kind, "mode": mode, "split": split,
-            "num_samples": int(num_samples), "seed": int(seed), "sampling": sampling,
+            "num_samples": num_samples if num_samples == "auto" else int(num_samples), "seed": int(seed),
+            "sampling": "antithetic" if num_samples == "auto" else sampling, "kernel": kernel,
             "separator": None if kind == "lyrics" else separator,
             "num_segments": None if kind == "lyrics" else int(profile.num_segments),
             "model_sha256": model_sha256}
@@ -287,7 +289,8 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
                    separator: str | None = None, shard: str | tuple[int, int] | None = None,
                    songs_per_class: int | None = None, limit: int | None = None, predictor=None,
                    on_mismatch: str = "raise", num_threads: int | None = None, progress: bool = True,
-                   sampling: str = "iid", skip_bad: bool = False, launch=None, prefetch: bool = True) -> Path:
+                   sampling: str = "iid", skip_bad: bool = False, launch=None, prefetch: bool = True,
+                   kernel: str = "paper") -> Path:
     """Explain every selected song of ``split`` with MusicLIME into ``records_path``; resumable.
 
     Parameters
@@ -305,9 +308,8 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
         Split file of ``corpus_dir`` to explain.
     corpus_dir, run_dir : path
         The corpus (audio, stems, lyrics, tokenizer) and the checkpoints (``runs/<profile>``).
-    num_samples : int, optional
-        Neighbourhood size per song (default ``profile.explain_samples``; the paper's
-        multimodal global runs: 5000).
+    num_samples : int or 'auto', optional
+        Rows per song (default ``profile.explain_samples``; the paper's: 5000); 'auto': adaptive.
     seed : int
         Run seed; song ``id`` uses :func:`song_seed` ``(seed, id)``.
     batch_size : int
@@ -340,13 +342,12 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
     skip_bad : bool
         Skip (and record, :func:`run_global`) a song that cannot be explained, instead of stopping.
     launch : :class:`utils.musiclime.launch.Launch`, optional
-        This process's place in a launched run (:func:`utils.musiclime.launch.launch_from_env`):
-        explain its shard into its own file, and merge into ``records_path`` when it finishes last
-        (:func:`utils.musiclime.launch.run_launched`). ``shard`` must then be None. On CUDA the
-        model runs on ``cuda:<local_rank>``.
+        This process's place in a launched run (:func:`utils.musiclime.launch.run_launched`): its
+        shard into its own file, merged into ``records_path`` by the last to finish; no ``shard``.
     prefetch : bool
-        Load and separate the next song in a background thread while this one is explained
-        (:func:`utils.musiclime.prefetch.prepared_items`; same records). False: one thing at a time.
+        Load and separate the next song in a background thread (same records).
+    kernel : {'paper', 'locality'}
+        The surrogate's kernel (:func:`utils.musiclime.explainer.explain`), stored in the settings.
 
     Returns
     -------
@@ -359,7 +360,7 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
     separator = separator or profile.separator
     if separator not in SEPARATORS:
         raise ValueError(f"separator must be one of {SEPARATORS}, got {separator!r}")
-    num_samples = int(num_samples or profile.explain_samples)
+    num_samples = "auto" if num_samples == "auto" else int(num_samples or profile.explain_samples)
     corpus_dir, records_path = Path(corpus_dir), Path(records_path)
     songs = select_songs(read_split(corpus_dir, split), task, songs_per_class, limit)   # ids checked first
     if launch is not None:
@@ -370,7 +371,7 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
         profile = profile.replace(device=launch_device(launch, profile.device))
     predictor, model_sha256 = _run_predictor(predictor, run_dir, task, kind, profile, corpus_dir)
     settings = run_settings(profile, task, kind, mode, split, num_samples, seed, separator, model_sha256,
-                            sampling)
+                            sampling, kernel)
     _resumable(records_path, settings, on_mismatch)
     audio_separator = None if kind == "lyrics" else make_separator(
         separator, corpus_dir, None if separator == "oracle" else corpus_dir / "separations" / separator,
@@ -382,7 +383,7 @@ def global_explain(profile: Profile, task: str, kind: str, mode: str, records_pa
     def explain_fn(item: Mapping, factorization=None) -> dict:
         return song_record(predictor, corpus_dir, item, profile, separator=audio_separator, task=task,
                            mode=mode, num_samples=num_samples, seed=seed, batch_size=batch_size,
-                           sampling=sampling, factorization=factorization)
+                           sampling=sampling, factorization=factorization, kernel=kernel)
 
     import torch
 

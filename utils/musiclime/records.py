@@ -78,9 +78,9 @@ def load_records(path: str | os.PathLike, repair: bool = True) -> list[dict]:
 
 
 # ---------------------------------------------------------------- 2. resuming
-SETTINGS_DEFAULTS = {"sampling": "iid"}
+SETTINGS_DEFAULTS = {"sampling": "iid", "kernel": "paper"}
 """Settings a record made before they existed implicitly had (i.i.d. explanations carry no
-``sampling`` key)."""
+``sampling`` key, explanations with the paper's flat kernel no ``kernel`` key)."""
 
 
 def settings_conflict(records: Iterable[Mapping], settings: Mapping) -> str | None:
@@ -99,7 +99,7 @@ def settings_conflict(records: Iterable[Mapping], settings: Mapping) -> str | No
 
 
 # ---------------------------------------------------------------- 3. merging
-MERGE_KEYS = ("profile", "task", "kind", "mode", "split", "num_samples", "seed", "sampling", "separator",
+MERGE_KEYS = ("profile", "task", "kind", "mode", "split", "num_samples", "seed", "sampling", "kernel", "separator",
               "num_segments", "model_sha256")
 """Run settings that every merged record must share (as a resume checks them)."""
 

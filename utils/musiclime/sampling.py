@@ -116,6 +116,11 @@ class Neighbourhood:
         Columns per modality (0 for a modality kept intact).
     crossed_masks : (K_a, K_t) or None
         Masks per modality of a crossed neighbourhood (None for row-by-row sampling).
+    groups : np.ndarray (num_samples,) or pair of them, optional
+        Clusters of dependent rows for the weights' standard errors
+        (:func:`utils.musiclime.uncertainty.sandwich_covariance`): the complementary pair of each
+        antithetic row (:func:`antithetic_groups`), (audio pair, text pair) of each crossed row;
+        None for independent rows.
     """
 
     masks: np.ndarray
@@ -124,6 +129,16 @@ class Neighbourhood:
     n_audio: int
     n_text: int
     crossed_masks: tuple[int, int] | None = None
+    groups: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None
+
+
+def antithetic_groups(num_samples: int) -> np.ndarray:
+    """Cluster id per row of :func:`sample_masks` with ``antithetic=True``: row 0 alone, rows
+    ``(2p + 1, 2p + 2)`` one pair, a trailing unpaired row alone. Shape ``(num_samples,)``."""
+    groups = (np.arange(num_samples) + 1) // 2
+    if num_samples % 2 == 0 and num_samples > 1:     # even count: the last row is an unpaired draw
+        groups[-1] = groups[-2] + 1
+    return groups
 
 
 
@@ -212,11 +227,35 @@ def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | No
         Rows in complementary pairs (:func:`sample_masks`); default independent rows (the paper).
     """
     _check_inputs(predict_fn, factorization, text, mode, num_samples, batch_size, sample_rate)
+    n_audio, n_text = mode_columns(factorization, text, mode)
+    masks = sample_masks(num_samples, n_audio + n_text, seed, antithetic=antithetic)
+    predictions = query_model(predict_fn, factorization, text, masks, n_audio=n_audio, n_text=n_text,
+                              batch_size=batch_size, expected_labels=expected_labels, progress=progress)
+    return Neighbourhood(masks, predictions, cosine_distances(masks), n_audio, n_text,
+                         groups=antithetic_groups(num_samples) if antithetic else None)
+
+
+def mode_columns(factorization: Factorization | None, text: WordFeatures | LineFeatures | None,
+                 mode: str) -> tuple[int, int]:
+    """``(n_audio, n_text)`` surrogate columns per modality in ``mode`` (0 for a modality kept intact)."""
+    n_audio = factorization.n_components if factorization is not None and mode in ("both", "audio") else 0
+    n_text = text.n_features if text is not None and mode in ("both", "lyrical") else 0
+    return n_audio, n_text
+
+
+def query_model(predict_fn: Callable, factorization: Factorization | None, text: WordFeatures | LineFeatures | None,
+                masks: np.ndarray, *, n_audio: int, n_text: int, batch_size: int = 10,
+                expected_labels: Sequence[int] | None = None, progress: bool = False,
+                n_classes: int | None = None) -> np.ndarray:
+    """The model's checked probabilities for the rows of ``masks``, ``batch_size`` rows per call.
+
+    ``masks`` is ``(rows, n_audio + n_text)``; a modality with 0 columns is kept intact. Inputs
+    are checked by :func:`sample_neighbourhood`'s callers. ``n_classes``, when known (a later
+    batch of the same neighbourhood), is enforced. Returns ``(rows, n_classes)``.
+    """
     n_audio_all = factorization.n_components if factorization is not None else 0
     n_text_all = text.n_features if text is not None else 0
-    n_audio = n_audio_all if mode in ("both", "audio") else 0
-    n_text = n_text_all if mode in ("both", "lyrical") else 0
-    masks = sample_masks(num_samples, n_audio + n_text, seed, antithetic=antithetic)
+    num_samples = masks.shape[0]
 
     predict_masks = getattr(predict_fn, "predict_masks", None)
     if not callable(predict_masks) and not callable(predict_fn):
@@ -227,7 +266,6 @@ def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | No
     original_text = text.lyrics if text is not None else ""
 
     predictions: list[np.ndarray] = []
-    n_classes = None
     starts = range(0, num_samples, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -254,7 +292,7 @@ def sample_neighbourhood(predict_fn: Callable, factorization: Factorization | No
             if expected_labels is not None:
                 check_labels(expected_labels, n_classes)
         predictions.append(output)
-    return Neighbourhood(masks, np.concatenate(predictions), cosine_distances(masks), n_audio, n_text)
+    return np.concatenate(predictions)
 
 
 def crossed_sizes(num_samples: int, crossed_masks: tuple[int, int] | None = None,
@@ -399,5 +437,6 @@ def sample_crossed_neighbourhood(predict_fn: Any, factorization: Factorization, 
     if expected_labels is not None:
         check_labels(expected_labels, predictions.shape[1])
     masks = np.hstack([audio_masks[audio_index], text_masks[text_index]])
+    pair = lambda index: (index + 1) // 2                                   # noqa: E731  0: the original
     return Neighbourhood(masks, predictions, cosine_distances(masks), factorization.n_components, text.n_features,
-                         (k_audio, k_text))
+                         (k_audio, k_text), groups=(pair(audio_index), pair(text_index)))

@@ -185,7 +185,7 @@ def explain_song(predictor: Any, corpus_dir: str | os.PathLike, song: Any, profi
                  separator: Any = None, factorization: Any = None, mode: str = "both",
                  labels: Sequence[int] | None = None, num_samples: int = 1000, batch_size: int = 250,
                  seed: int = 0, num_segments: int | None = None, sampling: str = "iid",
-                 class_names: Sequence[str] = GENRES) -> Explanation:
+                 class_names: Sequence[str] = GENRES, kernel: str = "paper") -> Explanation:
     """MusicLIME explanation of one corpus song (a split row or mapping with ``id`` and ``lyrics``).
 
     Parameters
@@ -200,7 +200,7 @@ def explain_song(predictor: Any, corpus_dir: str | os.PathLike, song: Any, profi
     factorization : reuse an existing :func:`song_factorization` of this song.
     mode : ``'both'``, ``'audio'`` or ``'lyrical'``.
     labels : classes to explain (default the predicted class, as the paper).
-    num_samples, batch_size, seed, sampling : the explainer's settings
+    num_samples, batch_size, seed, sampling, kernel : the explainer's settings
         (:func:`utils.musiclime.explainer.explain`).
     num_segments : temporal segments (default ``profile.num_segments``).
     class_names : the predictor's class names.
@@ -220,7 +220,7 @@ def explain_song(predictor: Any, corpus_dir: str | os.PathLike, song: Any, profi
     return explain(predictor, factorization if needs_audio else None, lyrics,
                    sample_rate=profile.audio.sample_rate, mode=mode, labels=labels,
                    num_samples=num_samples, batch_size=batch_size, seed=seed, class_names=class_names,
-                   sampling=sampling)
+                   sampling=sampling, kernel=kernel)
 
 
 def compare_sampling(predictor: Any, factorization: Any, lyrics: str, profile: Profile, *,
