@@ -34,7 +34,7 @@ RATE = PROFILE.audio.sample_rate            # 16 kHz
 CLIP = PROFILE.clip_length                 # 4 s = 64000 samples
 LYRICS = "Tonight the <b>fire</b> & the rain\nwe dance tonight\nthe rain is cold"
 AUDIO_URI = re.compile(r'src="data:audio/wav;base64,([A-Za-z0-9+/=]+)"')
-LYRIC_SPAN = re.compile(r'<span style="[^"]*" title="([^"]+)">([^<]*)</span>')
+LYRIC_SPAN = re.compile(r'<span (?:class="uncertain" )?style="[^"]*" title="([^"]+)">([^<]*)</span>')
 PROBABILITY = re.compile(r'class="number probability">([0-9.]+)<')
 
 
@@ -190,8 +190,13 @@ def test_report_of_a_stereo_flac_with_lyrics(models, tmp_path, capsys):
     weights = {f.name: explanation.fit(label).weights[f.index] for f in explanation.lyric_features}
     spans = LYRIC_SPAN.findall(page)
     assert {html.unescape(word) for _, word in spans} == set(weights) and len(spans) > len(weights)
-    for title, word in spans:
-        assert float(title) == pytest.approx(weights[html.unescape(word)], rel=1e-3, abs=1e-12)
+    fit = explanation.fit(label)
+    for title, word in spans:                              # "+0.0123 [-0.001, +0.025] (interval contains 0)"
+        weight, low = (float(v) for v in re.match(r"(\S+) \[(\S+), \S+\]", title).group(1, 2))
+        assert weight == pytest.approx(weights[html.unescape(word)], rel=1e-3, abs=1e-12)
+        column = next(f.index for f in explanation.lyric_features if f.name == html.unescape(word))
+        assert low == pytest.approx(fit.ci_low[column], rel=5e-3, abs=1e-12)            # printed to 3 digits
+        assert ("interval contains 0" in title) == bool(fit.uncertain()[column])
     assert "a&amp;b &lt;song&gt;.flac" in page and "<song>" not in page    # file names escaped
 
 
@@ -210,6 +215,23 @@ def test_lyrics_model_needs_no_audio_and_reruns_into_its_own_folder(models, tmp_
     assert "data:audio/wav" not in page and page.count("data:image/png;base64,") == 1   # no heatmap, no players
     assert len(LYRIC_SPAN.findall(page)) > 0
     assert sorted(p.name for p in out.iterdir()) == ["explanation.json", "report.html"]
+
+
+def test_auto_sample_size_and_locality_kernel_from_the_command_line(models, tmp_path, capsys):
+    dirs, tokenizer = models
+    lyrics = tmp_path / "words.txt"
+    lyrics.write_text(LYRICS)
+    out = tmp_path / "auto"
+    code, _, stderr = cli(["--lyrics", lyrics, "--model", dirs["lyrics"], "--tokenizer", tokenizer, "--samples", "auto",
+                           "--kernel", "locality", "--out", out], capsys)
+    assert code == 0, stderr
+    record = json.loads((out / "explanation.json").read_text())
+    run, adaptive = record["run"], record["adaptive"]
+    assert run["samples"] == "auto" and run["kernel"] == "locality"
+    assert run["rows_used"] == adaptive["rows"] >= 3 and adaptive["rows"] % 2 == 1   # the original + antithetic pairs
+    assert run["target_met"] == adaptive["target_met"] and isinstance(run["target_met"], bool)
+    code, _, stderr = cli(["--lyrics", lyrics, "--model", dirs["lyrics"], "--samples", "many", "--out", out], capsys)
+    assert code != 0 and "--samples" in stderr and "'many'" in stderr
 
 
 @pytest.mark.parametrize("kind", ["audio", "multimodal"])

@@ -19,6 +19,7 @@ without network when the weights are on disk.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,3 +241,16 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 RESULTS_DIR = PROJECT_ROOT / "results"
 RUNS_DIR = PROJECT_ROOT / "runs"
+
+
+def num_samples_arg(text: str) -> int | str:
+    """A command line's sample count: an int >= 2 or ``auto`` (argparse ``type=``)."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the sample count must be an int or 'auto', got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"the sample count must be >= 2, got {value}")
+    return value

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from utils.config import KIND_MODES, MODEL_KINDS, PROJECT_ROOT, TASKS
+from utils.config import KIND_MODES, MODEL_KINDS, PROJECT_ROOT, TASKS, num_samples_arg
 from utils.explain_model import DEFAULT_TOKENIZER, ModelInfo, UsageError, find_model, load_tokens
 from utils.io import atomic_write
 from utils.musiclime.song import SongClip, clip_factorization, load_song_clip, make_separator
@@ -105,12 +105,13 @@ def cli_separator(name: str):
 
 # ---------------------------------------------------------------- 3. explain
 def explain_song_file(predictor: Any, model: ModelInfo, clip: SongClip | None, lyrics: str | None, separator: Any, *,
-                      num_samples: int = DEFAULT_SAMPLES, seed: int = 0, batch_size: int = 100,
-                      label: int | None = None, progress: bool = True):
+                      num_samples: int | str = DEFAULT_SAMPLES, seed: int = 0, batch_size: int = 100,
+                      label: int | None = None, progress: bool = True, kernel: str = "paper"):
     """MusicLIME explanation of one clip and/or lyrics with ``model``'s predictor.
 
     The mode follows the model (:data:`utils.config.KIND_MODES`, its first); a multimodal model without lyrics gets empty
-    lyrics and is explained in ``'audio'`` mode. Returns the
+    lyrics and is explained in ``'audio'`` mode. ``num_samples='auto'``: antithetic pairs until the top 10 is
+    stable; ``kernel``: ``'paper'`` or ``'locality'`` (:func:`utils.musiclime.explainer.explain`). Returns the
     :class:`utils.musiclime.explanation.Explanation` with its factorization attached.
     """
     from utils.musiclime.explainer import explain
@@ -124,7 +125,7 @@ def explain_song_file(predictor: Any, model: ModelInfo, clip: SongClip | None, l
     text = None if model.kind == "audio" else ("" if lyrics is None else lyrics)
     return explain(predictor, factorization, text, sample_rate=clip.sample_rate if clip else None,
                    mode=mode, labels=None if label is None else [label], num_samples=num_samples,
-                   batch_size=batch_size, seed=seed, class_names=model.class_names, progress=progress)
+                   batch_size=batch_size, seed=seed, class_names=model.class_names, progress=progress, kernel=kernel)
 
 
 # ---------------------------------------------------------------- 4. output
@@ -174,8 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--separator", choices=SEPARATORS, default="hpss",
                         help="stems: hpss (default; weight-free, offline) or openunmix (the paper's; needs the "
                              "openunmix package and its weights)")
-    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, metavar="N",
-                        help=f"perturbed samples, the original included (>= 2; default {DEFAULT_SAMPLES})")
+    parser.add_argument("--samples", type=num_samples_arg, default=DEFAULT_SAMPLES, metavar="N",
+                        help=f"perturbed samples, the original included (>= 2; default {DEFAULT_SAMPLES}), or 'auto': "
+                             "antithetic pairs until the top 10 is stable (the count used is in the report)")
+    parser.add_argument("--kernel", choices=["paper", "locality"], default="paper",
+                        help="surrogate kernel: paper (flat, the authors'; default) or locality (distance x100, as lime's "
+                             "text explainer)")
     parser.add_argument("--start", type=float, default=None, metavar="SECONDS",
                         help="where the clip starts in the file (default: the clip is centred on the file's middle)")
     parser.add_argument("--out", metavar="DIR", default=None,
@@ -255,7 +260,7 @@ def explain_from_args(args: argparse.Namespace) -> Path:
     """Everything :func:`main` does after parsing; returns the output folder. Raises :class:`UsageError`."""
     for name, value, low in (("--samples", args.samples, 2), ("--top-k", args.top_k, 1),
                              ("--batch-size", args.batch_size, 1)):
-        if value < low:
+        if value != "auto" and value < low:
             raise UsageError(f"argument {name}: must be >= {low}, got {value}")
     model = find_model(PROJECT_ROOT / DEFAULT_MODEL if args.model is None else args.model, args.task, args.kind)
     label = _label_index(args.label, model.class_names)
@@ -273,7 +278,7 @@ def explain_from_args(args: argparse.Namespace) -> Path:
     separator = cli_separator(args.separator) if model.kind != "lyrics" else None
     predictor, device = _predictor(args, model)
     explanation = explain_song_file(predictor, model, clip, lyrics, separator, num_samples=args.samples,
-                                    seed=args.seed, batch_size=args.batch_size, label=label)
+                                    seed=args.seed, batch_size=args.batch_size, label=label, kernel=args.kernel)
 
     from utils.musiclime.report import render_report
 
@@ -284,12 +289,14 @@ def explain_from_args(args: argparse.Namespace) -> Path:
         "audio": None if audio is None else str(audio), "lyrics": None if lyrics_path is None else str(lyrics_path),
         "model_dir": str(model.directory), "task": model.task, "kind": model.kind, "profile": model.profile.name,
         "mode": explanation.mode, "explained_class": model.class_names[explained],
-        "separator": clip_run.pop("separator"), "samples": args.samples, "seed": args.seed,
+        "separator": clip_run.pop("separator"), "samples": args.samples, "kernel": args.kernel, "seed": args.seed,
         "batch_size": args.batch_size, "top_k": args.top_k, "device": device, **clip_run,
         "sample_rate": rate, "clip_seconds": model.profile.clip_length / rate,
         "num_segments": None if clip is None else model.profile.num_segments,
         "score": explanation.fit(explained).score,
     }
+    if explanation.adaptive is not None:     # --samples auto: the rows it took, and whether the target was met
+        run_settings["rows_used"], run_settings["target_met"] = explanation.adaptive["rows"], explanation.target_met
     page = render_report(explanation, run_settings, label=explained, top_k=args.top_k)
     record = json.loads(explanation.to_json())
     record["run"] = run_settings

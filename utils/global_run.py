@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from utils.config import KIND_MODES, MODEL_KINDS, MODES, PROFILES, SEPARATORS, TASKS
+from utils.config import KIND_MODES, MODEL_KINDS, MODES, PROFILES, SEPARATORS, TASKS, num_samples_arg
 from utils.io import refuse_clobber
 from utils.musiclime.aggregate import write_measures
 from utils.musiclime.bootstrap import BOOTSTRAP_SAMPLES
@@ -66,7 +66,7 @@ def _explain_main(argv: list[str]) -> int:
                         help="explainer mode (--modality: its old name); default: 'both' for multimodal, "
                              "the model's own input otherwise")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--num-samples", type=_num_samples, default=None,
+    parser.add_argument("--num-samples", type=num_samples_arg, default=None,
                         help="rows per song, or 'auto' (antithetic pairs until the top 10 is stable); default: the "
                              "profile's explain_samples")
     parser.add_argument("--kernel", default="paper", choices=["paper", "locality"],
@@ -204,17 +204,6 @@ def _merge_main(argv: list[str]) -> int:
     return 0
 
 
-def _num_samples(text: str) -> int | str:
-    """``--num-samples``: a positive int or ``auto``."""
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--num-samples must be an int or 'auto', got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"--num-samples must be >= 2, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
