@@ -254,7 +254,7 @@ def test_locality_kernel_weights_rows_and_is_recorded(fac, tmp_path):
 
 def test_kernel_and_auto_are_run_settings():
     from utils.config import get_profile
-    from utils.global_run import _num_samples
+    from utils.config import num_samples_arg
     from utils.musiclime.global_explain import run_settings
     from utils.musiclime.records import settings_conflict
 
@@ -267,9 +267,11 @@ def test_kernel_and_auto_are_run_settings():
     assert "kernel='paper'" in settings_conflict(old, locality)
     auto = run_settings(profile, "genre", "multimodal", "both", "test", "auto", 0, "oracle")
     assert auto["num_samples"] == "auto" and auto["sampling"] == "antithetic"
-    assert _num_samples("auto") == "auto" and _num_samples("300") == 300
+    assert num_samples_arg("auto") == "auto" and num_samples_arg("300") == 300
     with pytest.raises(Exception, match="int or 'auto'"):
-        _num_samples("lots")
+        num_samples_arg("lots")
+    with pytest.raises(Exception, match=">= 2"):
+        num_samples_arg("1")
 
 
 def test_benchmark_helpers():
