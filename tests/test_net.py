@@ -73,6 +73,24 @@ KEY, TOKEN = "AIzaLOCAL-test-key-0042", "GeniusLOCALtoken77"
 
 
 @contextlib.contextmanager
+def _serve(handler, monkeypatch):
+    """Serve ``handler`` (its request log silenced) on 127.0.0.1, with no proxy in the way; yields the port."""
+    handler.log_message = lambda self, *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@contextlib.contextmanager
 def _local_youtube(monkeypatch, redirect_scheme: str | None = None):
     """A stand-in for the YouTube videos endpoint on 127.0.0.1 (no network needed).
 
@@ -97,23 +115,10 @@ def _local_youtube(monkeypatch, redirect_scheme: str | None = None):
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    monkeypatch.setenv("YOUTUBE_API_KEY", KEY + "\n")
-    monkeypatch.setattr(net_clients, "YOUTUBE_VIDEOS_URL", f"http://127.0.0.1:{server.server_address[1]}/videos")
-    try:
+    with _serve(Handler, monkeypatch) as port:
+        monkeypatch.setenv("YOUTUBE_API_KEY", KEY + "\n")
+        monkeypatch.setattr(net_clients, "YOUTUBE_VIDEOS_URL", f"http://127.0.0.1:{port}/videos")
         yield received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def _assert_no_key_in_exception(err: BaseException, key: str) -> None:
@@ -405,22 +410,9 @@ def _local_lyricfind(monkeypatch, statuses: dict[str, int]):
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    monkeypatch.setattr(net_clients, "LYRICFIND_URL", f"http://127.0.0.1:{server.server_address[1]}/lyrics/")
-    try:
+    with _serve(Handler, monkeypatch) as port:
+        monkeypatch.setattr(net_clients, "LYRICFIND_URL", f"http://127.0.0.1:{port}/lyrics/")
         yield received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_web_client_lyricfind_statuses(monkeypatch):

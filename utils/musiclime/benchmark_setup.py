@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from utils.config import PROJECT_ROOT, TASKS, Profile, get_profile
+from utils.config import PROJECT_ROOT, RUNS_DIR, TASKS, Profile, get_profile
 from utils.musiclime.factorization import SourceSeparationSegments
 from utils.musiclime.lyric_features import WordFeatures
 
@@ -87,3 +87,21 @@ def load_model_and_tokens(profile: Profile, corpus_dir: Path, run_dir: Path, tas
     vocab = len(tokens.tokenizer) if profile.name == "tiny" else profile.model.vocab_size
     model = build_model(kind, profile, len(TASKS[task]), vocab_size=vocab).to(device).eval()
     return model, tokens, f"random init ({profile.name} config)"
+
+
+def trained_multimodal(profile_name: str, corpus_dir: Path, run_dir: Path | None, task: str, device: str,
+                       seed: int, needed_by: str):
+    """The profile and the trained multimodal model of a run, for a benchmark that measures a trained model.
+
+    ``run_dir`` defaults to ``runs/<profile_name>``. Returns ``(profile, model, tokens, model_source)``
+    (see :func:`load_model_and_tokens`); ``FileNotFoundError`` naming the missing model and ``needed_by``
+    when the run has no trained model (nothing is trained here).
+    """
+    profile = benchmark_profile(profile_name)
+    run_dir = Path(run_dir) if run_dir is not None else RUNS_DIR / profile_name
+    model, tokens, model_source = load_model_and_tokens(profile, Path(corpus_dir), run_dir, task, "multimodal",
+                                                        device, seed)
+    if model_source.startswith("random"):
+        raise FileNotFoundError(f"{needed_by} needs the trained model {run_dir / task / 'multimodal' / 'best'}"
+                                " (run the main job first; nothing is trained here)")
+    return profile, model, tokens, model_source

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.config import DATA_DIR, RUNS_DIR, TASKS, resolve_device
-from utils.musiclime.benchmark_setup import Song, benchmark_profile, load_model_and_tokens, load_song
+from utils.config import DATA_DIR, TASKS, resolve_device
+from utils.musiclime.benchmark_setup import Song, load_song, trained_multimodal
 from utils.musiclime.explainer import explain
 from utils.musiclime.sampling import crossed_sizes
 from utils.musiclime.predict import ModelPredictor
@@ -52,12 +52,9 @@ def run_crossed_agreement(profile_name: str = "tiny", device: str = "cpu", songs
     from utils.dataset_related.synth import read_metadata
 
     device = resolve_device(device)
-    profile = benchmark_profile(profile_name)
-    run_dir = Path(run_dir) if run_dir is not None else RUNS_DIR / profile_name
     corpus_dir = Path(corpus_dir)
-    model, tokens, model_source = load_model_and_tokens(profile, corpus_dir, run_dir, task, "multimodal", device, seed)
-    if model_source.startswith("random"):
-        raise FileNotFoundError(f"crossed agreement needs the trained model {run_dir / task / 'multimodal' / 'best'}")
+    profile, model, tokens, model_source = trained_multimodal(profile_name, corpus_dir, run_dir, task, device, seed,
+                                                              "crossed agreement")
     metadata = read_metadata(corpus_dir)
     frame = read_split(corpus_dir, "test")
     k_audio, k_text = crossed_sizes(num_samples, crossed_masks)

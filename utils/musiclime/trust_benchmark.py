@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.config import DATA_DIR, RESULTS_DIR, RUNS_DIR, TASKS, resolve_device
+from utils.config import DATA_DIR, RESULTS_DIR, TASKS, resolve_device
 from utils.musiclime.adaptive import AutoTarget
-from utils.musiclime.benchmark_setup import benchmark_profile, load_model_and_tokens, load_song
+from utils.musiclime.benchmark_setup import load_song, trained_multimodal
 from utils.musiclime.crossed_agreement import _pick_songs, _planted_hits
 from utils.musiclime.explainer import explain
 from utils.musiclime.predict import ModelPredictor
@@ -149,13 +149,9 @@ def run_trust_benchmark(profile_name: str = "tiny", device: str = "cpu", songs: 
 
     iid_samples = sorted({int(n) for n in iid_samples} | {int(calibration_samples)})
     device = resolve_device(device)
-    profile = benchmark_profile(profile_name)
-    run_dir = Path(run_dir) if run_dir is not None else RUNS_DIR / profile_name
     corpus_dir = Path(corpus_dir)
-    model, tokens, model_source = load_model_and_tokens(profile, corpus_dir, run_dir, task, "multimodal", device, seed)
-    if model_source.startswith("random"):
-        raise FileNotFoundError(f"the trust benchmark needs the trained model {run_dir / task / 'multimodal' / 'best'}"
-                                " (run the main job first; nothing is trained here)")
+    profile, model, tokens, model_source = trained_multimodal(profile_name, corpus_dir, run_dir, task, device, seed,
+                                                              "the trust benchmark")
     metadata, frame = read_metadata(corpus_dir), read_split(corpus_dir, "test")
     new_predictor = partial(ModelPredictor, model, profile, tokens, device, chunk_size=chunk_size)
     rate = profile.audio.sample_rate
