@@ -323,3 +323,19 @@ def test_a_model_trained_at_another_rate_is_refused(tmp_path):
     check_profile_fits({**description, "sample_rate": 44_100}, "paper", path)
     check_profile_fits({"kind": "lyrics", "config": {}, "sample_rate": 16_000}, "paper", path)   # no audio input
     check_profile_fits({"kind": "audio", "config": {"num_mel_bins": 128}}, "paper", path)        # not recorded
+
+
+def test_early_stopping_counts_epochs_without_a_new_best_accuracy_or_loss():
+    from utils.model_related.train import epoch_verdict
+
+    state = {"best_accuracy": -1.0, "best_loss": float("inf"), "bad_epochs": 0, "history": []}
+    verdicts = []
+    # accuracy, loss per epoch: a plateau in accuracy while the loss still falls resets the count
+    for accuracy, loss in [(0.2, 2.0), (0.2, 1.9), (0.1, 1.8), (0.1, 1.85), (0.15, 1.9), (0.3, 1.95), (0.3, 1.95)]:
+        improved, bad = epoch_verdict(state, accuracy, loss)
+        verdicts.append((improved, bad))
+        state["history"].append({"val_accuracy": accuracy, "val_loss": loss})
+        state["bad_epochs"] = bad
+        if improved:
+            state.update(best_accuracy=accuracy, best_loss=loss)
+    assert verdicts == [(True, 0), (True, 0), (False, 0), (False, 1), (False, 2), (True, 0), (False, 1)]

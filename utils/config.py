@@ -145,7 +145,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     grad_accumulation: int = 1
-    patience: int = 3                  # early stopping, in epochs without val improvement
+    patience: int = 3                  # early stopping: epochs without a new best val accuracy or val loss
     mixed_precision: bool = True       # used only on CUDA
 
 
@@ -204,8 +204,8 @@ def tiny_profile() -> Profile:
         ),
         train=TrainConfig(
             batch_size={"lyrics": 16, "audio": 16, "multimodal": 16},
-            learning_rate={"lyrics": 1e-3, "audio": 5e-4, "multimodal": 3e-4},
-            epochs={"lyrics": 40, "audio": 40, "multimodal": 10}, warmup_ratio=0.1, weight_decay=0.01, patience=8, mixed_precision=False,
+            learning_rate={"lyrics": 1e-3, "audio": 3e-4, "multimodal": 3e-4},
+            epochs={"lyrics": 40, "audio": 60, "multimodal": 10}, warmup_ratio=0.1, weight_decay=0.01, patience=8, mixed_precision=False,
         ),
         corpus=CorpusConfig(songs_per_class=150),
         separator="oracle",

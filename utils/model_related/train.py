@@ -90,6 +90,20 @@ def _train_epoch(model: nn.Module, batches, bar, optimizer, scheduler, scaler, *
     return running / max(1, seen)
 
 
+def epoch_verdict(state: dict, val_accuracy: float, val_loss: float) -> tuple[bool, int]:
+    """Whether this epoch is the new best, and the early-stopping count after it.
+
+    The best epoch has the highest validation accuracy (ties: the lower loss); its weights are kept.
+    Patience counts epochs in which neither the accuracy nor the loss reached a new best (against
+    ``state["history"]``, the epochs before this one), so a model that leaves a plateau slowly, its
+    validation loss falling while its accuracy is flat, keeps training.
+    """
+    improved = (val_accuracy > state["best_accuracy"]
+                or (val_accuracy == state["best_accuracy"] and val_loss < state["best_loss"]))
+    lowest_loss = min((h["val_loss"] for h in state["history"]), default=float("inf"))
+    return improved, 0 if improved or val_loss < lowest_loss else state["bad_epochs"] + 1
+
+
 def train_model(model: nn.Module, train_set, val_set, profile: Profile, out_dir: str | Path, *, seed: int = 0,
                 device: str | None = None, epochs: int | None = None, progress: bool = True,
                 extra: dict | None = None, stop_after: int | None = None) -> dict:
@@ -146,15 +160,13 @@ def train_model(model: nn.Module, train_set, val_set, profile: Profile, out_dir:
                                   grad_accumulation=cfg.grad_accumulation, device=device)
         probabilities, val_loss = predict_proba(model, val_set, device=device)
         val_accuracy = float((probabilities.argmax(1) == val_set.labels.numpy()).mean()) if len(val_set) else 0.0
-        improved = (val_accuracy > state["best_accuracy"]
-                    or (val_accuracy == state["best_accuracy"] and val_loss < state["best_loss"]))
+        improved, bad_epochs = epoch_verdict(state, val_accuracy, val_loss)
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss,
                                  "val_loss": val_loss, "val_accuracy": val_accuracy})
+        state["bad_epochs"] = bad_epochs
         if improved:
-            state.update(best_epoch=epoch + 1, best_accuracy=val_accuracy, best_loss=val_loss, bad_epochs=0)
+            state.update(best_epoch=epoch + 1, best_accuracy=val_accuracy, best_loss=val_loss)
             save_model(model, out_dir / "best", **extra)
-        else:
-            state["bad_epochs"] += 1
         state["epochs_done"] = epoch + 1
         state["finished"] = state["bad_epochs"] >= cfg.patience or epoch + 1 == epochs
         save_checkpoint(out_dir, model, state, optimizer, scheduler, scaler, extra)
