@@ -204,6 +204,13 @@ def test_compare_command_on_a_small_corpus(small_corpus, tmp_path, capsys):
     assert "MusicLIME antithetic" in table and "occlusion" in table and "KernelSHAP" not in table
     assert (tmp_path / "out" / "comparison.png").stat().st_size > 0
     assert "| random ranking | " in (tmp_path / "out" / "comparison.md").read_text()
+    # auto N with the command's target: it stops at its cap here (a random model never settles)
+    assert main(common + ["--methods", "musiclime_auto", "--auto-stability", "0.99", "--auto-max-samples", "60",
+                          "--out", str(tmp_path / "auto")]) == 0
+    text = (tmp_path / "auto" / "comparison.md").read_text()
+    assert "auto N: stability 0.99, at most 60 rows" in text
+    auto_row = next(line for line in text.splitlines() if line.startswith("| MusicLIME auto N |"))
+    assert 50 <= int(auto_row.split("|")[-4]) <= 60           # model calls: up to the cap (antithetic pairs)
 
 
 class WaveAndWords:

@@ -23,6 +23,7 @@ not take yet.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 
 from utils.config import KIND_MODES, TASKS
 from utils.io import atomic_write
+from utils.musiclime.adaptive import AutoTarget
 from utils.musiclime.compare import (METHODS, UnsupportedExplainer, compare_song, comparison_table,
                                      paired_differences, plot_comparison, runnable_methods, table_markdown)
 
@@ -54,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rows of the table (default: all that support the model)")
     parser.add_argument("--num-samples", type=int, default=1000, help="rows per MusicLIME / KernelSHAP explanation")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per method (stability across seeds)")
+    parser.add_argument("--auto-stability", type=float, default=AutoTarget.stability,
+                        help="auto N: the top-k stability to reach (AutoTarget.stability)")
+    parser.add_argument("--auto-max-samples", type=int, default=AutoTarget.max_samples,
+                        help="auto N: the cap on rows (AutoTarget.max_samples)")
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -162,7 +168,10 @@ def run(args: argparse.Namespace) -> Path:
         import torch
         torch.set_num_threads(args.threads)
     predictor, mode, songs, description = _user_song(args) if args.audio else _corpus_songs(args)
-    wanted = [m for m in METHODS if args.methods is None or m.key in args.methods]
+    target = AutoTarget(stability=args.auto_stability, max_samples=args.auto_max_samples)
+    wanted = [dataclasses.replace(m, options={**m.options, "auto_target": target})
+              if m.options.get("num_samples") == "auto" else m
+              for m in METHODS if args.methods is None or m.key in args.methods]
     methods = runnable_methods(wanted, predictor, mode, skip_unsupported=args.methods is None)
     out = Path(args.out or ("results/comparison" if not args.audio else f"explanations/compare_{Path(args.audio).stem}"))
     records = []
@@ -174,8 +183,10 @@ def run(args: argparse.Namespace) -> Path:
         records += song_records
         print(f"{song_id}: " + ", ".join(f"{r['method']} del {r['deletion_aopc']:.3f} ins {r['insertion_aopc']:.3f}"
                                          for r in song_records), flush=True)
-    heading = (f"Comparison on {description}: N = {args.num_samples} rows per MusicLIME / KernelSHAP explanation, "
-               f"{args.seeds} seeds, mode {mode!r}; AOPC mean ± SE over songs.\n\n")
+    auto = (f" (auto N: stability {target.stability}, at most {target.max_samples} rows)"
+            if any(m.key == "musiclime_auto" for m in methods) else "")
+    heading = (f"Comparison on {description}: N = {args.num_samples} rows per MusicLIME / KernelSHAP explanation"
+               f"{auto}, {args.seeds} seeds, mode {mode!r}; AOPC mean ± SE over songs.\n\n")
     write_outputs(records, methods, out, heading, args.seeds,
                   f"Deletion and insertion curves, {description}, N = {args.num_samples}")
     return out
