@@ -253,8 +253,7 @@ def test_locality_kernel_weights_rows_and_is_recorded(fac, tmp_path):
 
 
 def test_kernel_and_auto_are_run_settings():
-    from utils.config import get_profile
-    from utils.config import num_samples_arg
+    from utils.config import get_profile, num_samples_arg
     from utils.musiclime.global_explain import run_settings
     from utils.musiclime.records import settings_conflict
 

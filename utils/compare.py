@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> Path:
         print(f"{song_id}: " + ", ".join(f"{r['method']} del {r['deletion_aopc']:.3f} ins {r['insertion_aopc']:.3f}"
                                          for r in song_records), flush=True)
     auto = (f" (auto N: stability {target.stability}, at most {target.max_samples} rows)"
-            if any(m.key == "musiclime_auto" for m in methods) else "")
+            if any("auto_target" in m.options for m in methods) else "")
     heading = (f"Comparison on {description}: N = {args.num_samples} rows per MusicLIME / KernelSHAP explanation"
                f"{auto}, {args.seeds} seeds, mode {mode!r}; AOPC mean ± SE over songs.\n\n")
     write_outputs(records, methods, out, heading, args.seeds,
